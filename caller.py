@@ -1,0 +1,165 @@
+"""Who is calling, on which line, and which speech-to-text model suits them.
+
+A phone caller is the room's participant of kind SIP; a room may also hold others (a
+web tester, a supervisor). We identify the caller by participant identity, never by
+phone number: numbers can be hidden, shared or spoofed, identities are unique in a room.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from livekit import rtc
+from livekit.agents import JobContext
+
+from config import LANGUAGE_CODE, Line, Settings
+
+logger = logging.getLogger("phone-assistant.caller")
+
+SIP = rtc.ParticipantKind.PARTICIPANT_KIND_SIP
+CALLER_KINDS = [SIP, rtc.ParticipantKind.PARTICIPANT_KIND_STANDARD]
+
+# Attributes a dispatch rule may set on the caller to pick a line or a language.
+LINE_ATTRIBUTE = "assistant.line"
+LANGUAGE_ATTRIBUTE = "assistant.language"
+
+_HIDDEN_NUMBERS = {"", "anonymous", "restricted", "private", "unavailable", "unknown"}
+
+
+def mask_number(number: str | None) -> str:
+    """``+15551234567`` -> ``+1******4567``: enough to tell calls apart in a log, not
+    enough to identify a person."""
+    if not number:
+        return "<hidden>"
+    if len(number) <= 6:
+        return "*" * len(number)
+    head = 2 if number.startswith("+") else 1
+    return number[:head] + "*" * (len(number) - head - 4) + number[-4:]
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    identity: str
+    is_phone: bool
+    attributes: Mapping[str, str]
+
+    @classmethod
+    def from_participant(cls, participant: rtc.Participant) -> Caller:
+        return cls(
+            identity=participant.identity,
+            is_phone=participant.kind == SIP,
+            attributes=dict(participant.attributes),
+        )
+
+    @property
+    def phone_number(self) -> str | None:
+        """The caller's number, or None when they withheld it (that is not an error)."""
+        number = self.attributes.get("sip.phoneNumber", "").strip()
+        return None if number.lower() in _HIDDEN_NUMBERS else number
+
+    @property
+    def dialed_number(self) -> str | None:
+        return self.attributes.get("sip.trunkPhoneNumber") or None
+
+    def describe(self) -> str:
+        if not self.is_phone:
+            return f"{self.identity} (not a phone call)"
+        return (
+            f"{self.identity} (phone, from {mask_number(self.phone_number)} "
+            f"to {mask_number(self.dialed_number)})"
+        )
+
+
+async def find_caller(ctx: JobContext) -> rtc.RemoteParticipant:
+    """The SIP participant if one is in the room, otherwise the first SIP or standard
+    participant to join (a web tester, or the console's stand-in user)."""
+    if not ctx.room.isconnected():
+        await ctx.connect()
+    for participant in ctx.room.remote_participants.values():
+        if participant.kind == SIP:
+            return participant
+    return await ctx.wait_for_participant(kind=CALLER_KINDS)
+
+
+async def await_sip_attributes(
+    room: rtc.Room, participant: rtc.Participant, *, wait: float
+) -> None:
+    """Wait up to ``wait`` seconds for a SIP participant's ``sip.*`` attributes, which
+    can arrive after the participant joined. After that we go on with what we have: a
+    default line is better than a caller left in silence."""
+    if participant.kind != SIP or _has_sip_attributes(participant.attributes):
+        return
+
+    arrived = asyncio.Event()
+
+    def on_changed(_changed: Mapping[str, str], p: rtc.Participant) -> None:
+        if p.identity == participant.identity and _has_sip_attributes(p.attributes):
+            arrived.set()
+
+    room.on("participant_attributes_changed", on_changed)
+    try:
+        await asyncio.wait_for(arrived.wait(), wait)
+    except TimeoutError:
+        logger.warning(
+            "SIP caller %s has no sip.* attributes after %.1fs; using the default line",
+            participant.identity,
+            wait,
+        )
+    finally:
+        room.off("participant_attributes_changed", on_changed)
+
+
+def _has_sip_attributes(attributes: Mapping[str, str]) -> bool:
+    return any(key.startswith("sip.") for key in attributes)
+
+
+def resolve_line(caller: Caller, settings: Settings) -> Line | None:
+    """The configured line this call came in on: named by the dispatch rule's
+    ``assistant.line`` attribute, else matched by the dialed number."""
+    if not caller.is_phone:
+        return None
+    if (wanted := caller.attributes.get(LINE_ATTRIBUTE)) is not None:
+        for line in settings.lines:
+            if line.id == wanted:
+                return line
+        logger.warning("%s=%r names no configured line; matching by number", LINE_ATTRIBUTE, wanted)
+    dialed = caller.dialed_number
+    return next((line for line in settings.lines if dialed and line.number == dialed), None)
+
+
+@dataclass(frozen=True, slots=True)
+class SttChoice:
+    model: str
+    language: str
+    reason: str
+
+
+def choose_stt(caller: Caller, line: Line | None, settings: Settings) -> SttChoice:
+    """Pick the Deepgram model for this caller.
+
+    Phone audio is 8 kHz and noisy, so English phone calls get the phone-call model;
+    that model is English-only, so other languages get the general model with their
+    language; web and console callers get the general model.
+    """
+    models = settings.models
+    if not caller.is_phone:
+        return SttChoice(models.stt_general, models.language, "not a phone call")
+
+    requested = caller.attributes.get(LANGUAGE_ATTRIBUTE)
+    if requested is not None and not LANGUAGE_CODE.match(requested):
+        logger.warning("ignoring %s=%r: not a language code", LANGUAGE_ATTRIBUTE, requested)
+        requested = None
+    language = requested or (line.language if line else None) or models.language
+    where = f"line {line.id}" if line else "default line"
+    if line and line.stt_model:
+        return SttChoice(line.stt_model, language, f"{where} overrides the model")
+    if language.lower().startswith("en"):
+        return SttChoice(models.stt_phone, language, f"phone call, {where}, English")
+    return SttChoice(
+        models.stt_general,
+        language,
+        f"phone call, {where}, language {language} ({models.stt_phone} is English-only)",
+    )
