@@ -1,0 +1,100 @@
+"""The agent's words, as markdown files beside this module.
+
+Loaded through a tiny cached loader and filled with configuration values. Every prompt
+is rendered once by ``check()`` at start-up, so a missing file or a misspelt placeholder
+stops the worker before it answers a call, not in the middle of one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from config import Destination, Line, Settings
+
+PROMPTS_DIR = Path(__file__).parent
+
+# Names of the languages a line may speak, for the instructions ("Speak Spanish").
+_LANGUAGE_NAMES = {
+    "en": "English",
+    "es": "Spanish",
+    "fr": "French",
+    "de": "German",
+    "it": "Italian",
+    "pt": "Portuguese",
+    "nl": "Dutch",
+    "ja": "Japanese",
+    "ko": "Korean",
+    "zh": "Chinese",
+    "hi": "Hindi",
+    "ru": "Russian",
+    "pl": "Polish",
+    "sv": "Swedish",
+    "tr": "Turkish",
+    "multi": "the caller's language",
+}
+
+
+class PromptError(Exception):
+    """A prompt file is missing or does not fit the values it is filled with."""
+
+
+@cache
+def prompt(name: str) -> str:
+    path = PROMPTS_DIR / f"{name}.md"
+    if not path.is_file():
+        raise PromptError(f"prompt file missing: {path} (the agent needs it to speak)")
+    return path.read_text(encoding="utf-8").strip()
+
+
+def render(name: str, **values: Any) -> str:
+    """Fill ``{placeholders}`` in a prompt; an unknown placeholder is an error that names
+    the file and the placeholder rather than a bare KeyError."""
+    try:
+        return prompt(name).format_map(values)
+    except KeyError as e:
+        known = ", ".join(sorted(values)) or "none"
+        raise PromptError(
+            f"prompts/{name}.md uses the placeholder {{{e.args[0]}}}, which is not available "
+            f"there (available: {known})"
+        ) from None
+    except (ValueError, IndexError) as e:
+        raise PromptError(
+            f"prompts/{name}.md: {e} (write a literal brace as {{{{ or }}}})"
+        ) from None
+
+
+def language_name(language: str) -> str:
+    return _LANGUAGE_NAMES.get(language.split("-")[0].lower(), language)
+
+
+def destination_list(destinations: Iterable[Destination]) -> str:
+    lines = [
+        f"- {d.key}: {d.name}. {d.description} (transfer: {' or '.join(sorted(d.modes))})"
+        for d in destinations
+    ]
+    return "\n".join(lines) or "- (none configured: you cannot transfer calls)"
+
+
+def instructions(settings: Settings, language: str) -> str:
+    return render(
+        "instructions",
+        business_name=settings.business_name,
+        language_name=language_name(language),
+        destinations=destination_list(settings.destinations),
+    )
+
+
+def greeting(settings: Settings, line: Line | None) -> str:
+    name = (line.greeting if line else None) or "greeting"
+    return render(name, business_name=settings.business_name)
+
+
+def check(settings: Settings) -> Mapping[str, str]:
+    """Render every prompt the configuration will use; returns them by name."""
+    rendered = {"instructions": instructions(settings, settings.models.language)}
+    for line in (None, *settings.lines):
+        rendered[f"greeting:{line.id if line else 'default'}"] = greeting(settings, line)
+    return rendered

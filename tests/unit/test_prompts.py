@@ -1,0 +1,78 @@
+"""The agent's words come from prompts/*.md; mistakes in them stop the worker at
+start-up with the file and placeholder named, never in the middle of a call."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import agent
+import prompts
+from config import Line, Settings
+from tests.conftest import FAKE_ENV
+
+
+@pytest.fixture
+def prompt_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """An empty prompts folder, with the loader's cache cleared around the test."""
+    monkeypatch.setattr(prompts, "PROMPTS_DIR", tmp_path)
+    prompts.prompt.cache_clear()
+    yield tmp_path
+    prompts.prompt.cache_clear()
+
+
+def test_every_prompt_the_shipped_configuration_uses_renders(settings: Settings) -> None:
+    rendered = prompts.check(settings)
+    assert rendered["greeting:default"].startswith("Thank you for calling Acme Dental.")
+    assert "{" not in rendered["instructions"]
+
+
+def test_a_line_can_have_its_own_greeting(settings: Settings, prompt_dir: Path) -> None:
+    (prompt_dir / "greeting_es.md").write_text("Gracias por llamar a {business_name}.\n")
+    line = Line(id="spanish", language="es", greeting="greeting_es")
+    assert prompts.greeting(settings, line) == "Gracias por llamar a Acme Dental."
+
+
+def test_a_missing_prompt_file_names_the_file(settings: Settings, prompt_dir: Path) -> None:
+    with pytest.raises(prompts.PromptError, match=r"prompt file missing: .*greeting\.md"):
+        prompts.greeting(settings, None)
+
+
+def test_an_unknown_placeholder_names_the_file_and_the_placeholder(
+    settings: Settings, prompt_dir: Path
+) -> None:
+    (prompt_dir / "greeting.md").write_text("Welcome to {busines_name}!")
+    with pytest.raises(prompts.PromptError) as caught:
+        prompts.greeting(settings, None)
+    assert str(caught.value) == (
+        "prompts/greeting.md uses the placeholder {busines_name}, which is not available "
+        "there (available: business_name)"
+    )
+
+
+def test_the_instructions_speak_the_lines_language(settings: Settings) -> None:
+    assert "Speak Spanish." in prompts.instructions(settings, "es")
+    assert "Speak English." in prompts.instructions(settings, "en-US")
+
+
+def test_the_worker_will_not_start_with_a_broken_prompt(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "assistant.toml"
+    config.write_text(
+        '[business]\nname = "Acme"\n[lines.es]\nnumber = "+15550100200"\n'
+        'greeting = "greeting_missing"\n'
+    )
+    monkeypatch.setenv("ASSISTANT_CONFIG", str(config))
+    for key, value in FAKE_ENV.items():
+        monkeypatch.setenv(key, value)
+
+    with pytest.raises(SystemExit) as exited:
+        agent._startup_settings("start")
+
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert "prompt file missing" in err
+    assert "greeting_missing.md" in err
