@@ -1,0 +1,146 @@
+"""Phone assistant worker: every inbound call is one job and one AgentSession.
+
+The call path, top to bottom:
+  main()        validates config, registers the entrypoint under the configured agent
+                name (SIP dispatch rules dispatch by name), runs the LiveKit CLI.
+  prewarm()     once per worker process: load config and the Silero VAD.
+  answer_call() once per call: find the SIP caller, choose STT for their line, start the
+                session; the agent greets the caller, talks, transfers or ends the call.
+
+Run: uv run agent.py dev | start | console [--text] | download-files | --help
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import warnings
+from pathlib import Path
+
+from dotenv import load_dotenv
+from livekit.agents import (
+    NOT_GIVEN,
+    Agent,
+    AgentServer,
+    AgentSession,
+    JobContext,
+    JobProcess,
+    cli,
+    room_io,
+)
+from livekit.agents.beta.tools import EndCallTool
+from livekit.agents.voice.events import CloseEvent
+from livekit.plugins import deepgram, openai, silero
+
+import prompts
+from caller import Caller, SttChoice, await_sip_attributes, choose_stt, find_caller, resolve_line
+from config import ConfigError, Settings, load_settings
+
+logger = logging.getLogger("phone-assistant")
+
+# Calls last minutes: on SIGTERM the worker stops taking calls and lets the running ones
+# finish for up to this long. Give the orchestrator a longer grace period (see README).
+DRAIN_TIMEOUT_S = 1800
+
+# Commands that run calls, and so need a valid configuration before they start.
+_CALL_COMMANDS = {"dev", "start", "console", "connect"}
+
+
+class PhoneAssistant(Agent):
+    def __init__(self, settings: Settings, *, language: str, greeting: str) -> None:
+        super().__init__(
+            instructions=prompts.instructions(settings, language),
+            tools=[EndCallTool(delete_room=True, ignore_on_enter=True)],
+        )
+        self._greeting = greeting
+
+    async def on_enter(self) -> None:
+        # A fixed text, not an LLM turn: the caller hears the business at once, and a
+        # "hello?" from the caller as the line opens does not cut the greeting off.
+        self.session.say(self._greeting, allow_interruptions=False)
+
+
+def build_session(settings: Settings, stt: SttChoice, vad: silero.VAD) -> AgentSession:
+    secrets = settings.secrets
+    openai_base_url = secrets.openai_base_url or NOT_GIVEN
+    return AgentSession(
+        stt=deepgram.STT(model=stt.model, language=stt.language, api_key=secrets.deepgram_api_key),
+        llm=openai.LLM(
+            model=settings.models.llm, api_key=secrets.openai_api_key, base_url=openai_base_url
+        ),
+        tts=openai.TTS(
+            model=settings.models.tts,
+            voice=settings.models.voice,
+            api_key=secrets.openai_api_key,
+            base_url=openai_base_url,
+        ),
+        vad=vad,
+    )
+
+
+def prewarm(proc: JobProcess) -> None:
+    # main() already validated this configuration (and reported every problem); job
+    # processes re-read it because they do not share the main process's memory.
+    proc.userdata["settings"] = load_settings(os.environ, need_livekit=False)
+    proc.userdata["vad"] = silero.VAD.load()
+
+
+server = AgentServer(setup_fnc=prewarm, drain_timeout=DRAIN_TIMEOUT_S)
+
+
+async def answer_call(ctx: JobContext) -> None:
+    settings: Settings = ctx.proc.userdata["settings"]
+
+    participant = await find_caller(ctx)
+    await await_sip_attributes(ctx.room, participant, wait=settings.attributes_timeout)
+    caller = Caller.from_participant(participant)
+    line = resolve_line(caller, settings)
+    stt = choose_stt(caller, line, settings)
+    ctx.log_context_fields = {"room": ctx.room.name, "caller": caller.identity}
+    logger.info(
+        "answering %s; STT %s/%s: %s", caller.describe(), stt.model, stt.language, stt.reason
+    )
+
+    session = build_session(settings, stt, ctx.proc.userdata["vad"])
+
+    @session.on("close")
+    def _on_close(ev: CloseEvent) -> None:
+        # The caller hung up (or the agent ended the call): nothing is left to do here.
+        ctx.shutdown(reason=f"session closed: {ev.reason.value}")
+
+    await session.start(
+        agent=PhoneAssistant(
+            settings, language=stt.language, greeting=prompts.greeting(settings, line)
+        ),
+        room=ctx.room,
+        room_options=room_io.RoomOptions(participant_identity=caller.identity),
+    )
+
+
+def _startup_settings(command: str) -> Settings:
+    """Validate everything a call will need before the worker registers, so a
+    misconfigured worker never takes a call; exits with the list of problems."""
+    try:
+        settings = load_settings(os.environ, need_livekit=command != "console")
+        prompts.check(settings)
+    except (ConfigError, prompts.PromptError) as e:
+        print(f"\n{e}\n", file=sys.stderr)
+        sys.exit(2)
+    return settings
+
+
+def main(argv: list[str]) -> None:
+    load_dotenv(Path(__file__).with_name(".env.local"))
+    command = next((arg for arg in argv[1:] if not arg.startswith("-")), None)
+    if command in _CALL_COMMANDS:
+        settings = _startup_settings(command)
+        server.rtc_session(answer_call, agent_name=settings.agent_name)
+    # The framework marks its built-in CLI deprecated in favour of `lk agent`, but it is
+    # still the way to run `agent.py dev|start|console`, which this project documents.
+    warnings.filterwarnings("ignore", "the built-in Python CLI", DeprecationWarning)
+    cli.run_app(server)
+
+
+if __name__ == "__main__":
+    main(sys.argv)
