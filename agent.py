@@ -36,6 +36,7 @@ from livekit.plugins import deepgram, openai, silero
 import prompts
 from caller import Caller, SttChoice, await_sip_attributes, choose_stt, find_caller, resolve_line
 from config import ConfigError, Settings, load_settings
+from tools import transfer_tools
 
 logger = logging.getLogger("phone-assistant")
 
@@ -48,10 +49,13 @@ _CALL_COMMANDS = {"dev", "start", "console", "connect"}
 
 
 class PhoneAssistant(Agent):
-    def __init__(self, settings: Settings, *, language: str, greeting: str) -> None:
+    def __init__(self, settings: Settings, *, caller: Caller, language: str, greeting: str) -> None:
         super().__init__(
             instructions=prompts.instructions(settings, language),
-            tools=[EndCallTool(delete_room=True, ignore_on_enter=True)],
+            tools=[
+                EndCallTool(delete_room=True, ignore_on_enter=True),
+                *transfer_tools(settings, caller),
+            ],
         )
         self._greeting = greeting
 
@@ -79,6 +83,15 @@ def build_session(settings: Settings, stt: SttChoice, vad: silero.VAD) -> AgentS
     )
 
 
+def end_job_when_session_closes(session: AgentSession, ctx: JobContext) -> None:
+    """The caller hung up, was transferred, or the agent ended the call: nothing is
+    left to do in this room, so the job ends rather than idling with no one to talk to."""
+
+    @session.on("close")
+    def _on_close(ev: CloseEvent) -> None:
+        ctx.shutdown(reason=f"session closed: {ev.reason.value}")
+
+
 def prewarm(proc: JobProcess) -> None:
     # main() already validated this configuration (and reported every problem); job
     # processes re-read it because they do not share the main process's memory.
@@ -103,15 +116,13 @@ async def answer_call(ctx: JobContext) -> None:
     )
 
     session = build_session(settings, stt, ctx.proc.userdata["vad"])
-
-    @session.on("close")
-    def _on_close(ev: CloseEvent) -> None:
-        # The caller hung up (or the agent ended the call): nothing is left to do here.
-        ctx.shutdown(reason=f"session closed: {ev.reason.value}")
-
+    end_job_when_session_closes(session, ctx)
     await session.start(
         agent=PhoneAssistant(
-            settings, language=stt.language, greeting=prompts.greeting(settings, line)
+            settings,
+            caller=caller,
+            language=stt.language,
+            greeting=prompts.greeting(settings, line),
         ),
         room=ctx.room,
         room_options=room_io.RoomOptions(participant_identity=caller.identity),

@@ -49,21 +49,45 @@ def prompt(name: str) -> str:
     return path.read_text(encoding="utf-8").strip()
 
 
-def render(name: str, **values: Any) -> str:
-    """Fill ``{placeholders}`` in a prompt; an unknown placeholder is an error that names
-    the file and the placeholder rather than a bare KeyError."""
+@cache
+def sections(name: str) -> Mapping[str, str]:
+    """A prompt file split at its ``## name`` headings: one file holds the words of
+    one flow (a transfer), one section per moment; text before the first heading is a
+    note to whoever edits the file."""
+    found: dict[str, list[str]] = {}
+    current: list[str] | None = None
+    for line in prompt(name).splitlines():
+        if line.startswith("## "):
+            current = found.setdefault(line[3:].strip(), [])
+        elif current is not None:
+            current.append(line)
+    return {key: "\n".join(lines).strip() for key, lines in found.items()}
+
+
+def _fill(template: str, where: str, values: Mapping[str, Any]) -> str:
+    """Fill ``{placeholders}``; an unknown one is an error naming the file and the
+    placeholder rather than a bare KeyError."""
     try:
-        return prompt(name).format_map(values)
+        return template.format_map(values)
     except KeyError as e:
         known = ", ".join(sorted(values)) or "none"
         raise PromptError(
-            f"prompts/{name}.md uses the placeholder {{{e.args[0]}}}, which is not available "
+            f"{where} uses the placeholder {{{e.args[0]}}}, which is not available "
             f"there (available: {known})"
         ) from None
     except (ValueError, IndexError) as e:
-        raise PromptError(
-            f"prompts/{name}.md: {e} (write a literal brace as {{{{ or }}}})"
-        ) from None
+        raise PromptError(f"{where}: {e} (write a literal brace as {{{{ or }}}})") from None
+
+
+def render(name: str, **values: Any) -> str:
+    return _fill(prompt(name), f"prompts/{name}.md", values)
+
+
+def render_section(name: str, section: str, **values: Any) -> str:
+    found = sections(name)
+    if section not in found or not found[section]:
+        raise PromptError(f"prompts/{name}.md has no '## {section}' section (or it is empty)")
+    return _fill(found[section], f"prompts/{name}.md, section {section}", values)
 
 
 def language_name(language: str) -> str:
@@ -92,9 +116,20 @@ def greeting(settings: Settings, line: Line | None) -> str:
     return render(name, business_name=settings.business_name)
 
 
+# The moments of a transfer the caller hears about, each a section of prompts/transfer.md.
+TRANSFER_MOMENTS = ("notice", "refused", "busy", "no_answer", "declined", "unreachable", "failed")
+
+
+def transfer_words(moment: str, destination: Destination) -> str:
+    return render_section("transfer", moment, destination=destination.name)
+
+
 def check(settings: Settings) -> Mapping[str, str]:
     """Render every prompt the configuration will use; returns them by name."""
     rendered = {"instructions": instructions(settings, settings.models.language)}
     for line in (None, *settings.lines):
         rendered[f"greeting:{line.id if line else 'default'}"] = greeting(settings, line)
+    for destination in settings.destinations:
+        for moment in TRANSFER_MOMENTS:
+            rendered[f"transfer:{moment}:{destination.key}"] = transfer_words(moment, destination)
     return rendered

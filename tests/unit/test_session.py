@@ -14,6 +14,7 @@ from livekit.agents.testing import fake_job_context
 
 import prompts
 from agent import PhoneAssistant
+from caller import Caller
 from config import Settings
 from tests.support.scripted_llm import ScriptedLLM, call, say
 from tests.support.stand_in_room import StandInRoom, phone_caller
@@ -27,7 +28,10 @@ async def session(settings: Settings) -> AsyncIterator[AgentSession]:
 
 def assistant(settings: Settings) -> PhoneAssistant:
     return PhoneAssistant(
-        settings, language="en-US", greeting=prompts.greeting(settings, line=None)
+        settings,
+        caller=Caller.from_participant(phone_caller()),  # type: ignore[arg-type]
+        language="en-US",
+        greeting=prompts.greeting(settings, line=None),
     )
 
 
