@@ -144,6 +144,10 @@ def _startup_settings(command: str) -> Settings:
 def main(argv: list[str]) -> None:
     load_dotenv(Path(__file__).with_name(".env.local"))
     command = next((arg for arg in argv[1:] if not arg.startswith("-")), None)
+    if command == "check":  # preflight: would a call reach this agent? (preflight.py)
+        import preflight
+
+        sys.exit(preflight.run(os.environ))
     if command in _CALL_COMMANDS:
         settings = _startup_settings(command)
         server.rtc_session(answer_call, agent_name=settings.agent_name)
