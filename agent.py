@@ -7,7 +7,7 @@ The call path, top to bottom:
   answer_call() once per call: find the SIP caller, choose STT for their line, start the
                 session; the agent greets the caller, talks, transfers or ends the call.
 
-Run: uv run agent.py dev | start | console [--text] | download-files | --help
+Run: uv run agent.py dev | start | console [--text] | check | download-files | --help
 """
 
 from __future__ import annotations
