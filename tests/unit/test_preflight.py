@@ -90,7 +90,7 @@ async def server() -> AsyncIterator[LoopbackLiveKit]:
 
 @pytest.fixture
 def ready(server: LoopbackLiveKit) -> LoopbackLiveKit:
-    """A LiveKit project set up as docs/deploy.md says: every check passes."""
+    """A LiveKit project set up as the README's deploy section says: every check passes."""
     server.inbound_trunks.append(inbound_trunk(name="Acme main line"))
     server.dispatch_rules.append(dispatch_rule("SDR_calls", AGENT, name="one room per call"))
     server.outbound_trunks.append(outbound_trunk())
