@@ -124,6 +124,38 @@ def transfer_words(moment: str, destination: Destination) -> str:
     return render_section("transfer", moment, destination=destination.name)
 
 
+# The moments of a warm transfer, each a section of prompts/warm_transfer.md. "summary" is
+# not spoken: it tells the LLM how to summarize the conversation for the person called.
+WARM_MOMENTS = (
+    "hold",
+    "introduction",
+    "summary",
+    "summary_fallback",
+    "handoff",
+    "supervisor_left",
+)
+
+
+def warm_words(
+    moment: str,
+    settings: Settings,
+    destination: Destination,
+    *,
+    caller: str = "the caller",
+    reason: str = "their call",
+) -> str:
+    """Every warm-transfer section gets the same placeholders, so an editor may move
+    words between sections without learning which section knows what."""
+    return render_section(
+        "warm_transfer",
+        moment,
+        destination=destination.name,
+        business_name=settings.business_name,
+        caller=caller,
+        reason=reason,
+    )
+
+
 def check(settings: Settings) -> Mapping[str, str]:
     """Render every prompt the configuration will use; returns them by name."""
     rendered = {"instructions": instructions(settings, settings.models.language)}
@@ -132,4 +164,9 @@ def check(settings: Settings) -> Mapping[str, str]:
     for destination in settings.destinations:
         for moment in TRANSFER_MOMENTS:
             rendered[f"transfer:{moment}:{destination.key}"] = transfer_words(moment, destination)
+    for destination in settings.destinations_for("warm"):
+        for moment in WARM_MOMENTS:
+            rendered[f"warm_transfer:{moment}:{destination.key}"] = warm_words(
+                moment, settings, destination
+            )
     return rendered
