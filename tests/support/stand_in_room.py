@@ -27,6 +27,32 @@ class StandInParticipant:
     track_publications: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass
+class StandInPublication:
+    sid: str
+    name: str
+    track: Any
+
+
+@dataclass
+class StandInLocalParticipant(StandInParticipant):
+    """The agent's own participant. It publishes tracks as the real one does (the hold
+    music's player publishes one), and records them for tests to look at."""
+
+    published: list[StandInPublication] = field(default_factory=list)
+    unpublished: list[str] = field(default_factory=list)
+
+    async def publish_track(self, track: Any, options: Any = None) -> StandInPublication:
+        publication = StandInPublication(sid=f"TR_{next(_sids)}", name=track.name, track=track)
+        self.track_publications[publication.sid] = publication
+        self.published.append(publication)
+        return publication
+
+    async def unpublish_track(self, track_sid: str) -> None:
+        self.track_publications.pop(track_sid, None)
+        self.unpublished.append(track_sid)
+
+
 def phone_caller(
     identity: str = "sip_caller",
     *,
@@ -50,7 +76,7 @@ class StandInRoom(rtc.EventEmitter[str]):
         self.name = name
         self.metadata = ""
         self.connection_state = rtc.ConnectionState.CONN_CONNECTED
-        self.local_participant = StandInParticipant(
+        self.local_participant = StandInLocalParticipant(
             identity="agent", kind=rtc.ParticipantKind.PARTICIPANT_KIND_AGENT
         )
         self.remote_participants: dict[str, StandInParticipant] = {}
