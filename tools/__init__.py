@@ -8,6 +8,7 @@ from caller import Caller
 from config import Settings
 from tools.cold_transfer import ColdTransferTool
 from tools.guard import OneTransferAtATime
+from tools.warm_transfer import WarmTransferTool
 
 
 def transfer_tools(settings: Settings, caller: Caller) -> list[Toolset]:
@@ -15,4 +16,6 @@ def transfer_tools(settings: Settings, caller: Caller) -> list[Toolset]:
     tools: list[Toolset] = []
     if settings.destinations_for("cold"):
         tools.append(ColdTransferTool(settings.destinations, caller, guard))
+    if settings.destinations_for("warm"):
+        tools.append(WarmTransferTool(settings, caller, guard))
     return tools
