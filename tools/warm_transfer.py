@@ -440,7 +440,11 @@ class WarmTransferTool(Toolset):
                 raise _NotReached(failure) from error
             if not answered:
                 raise _CallerLeft
-            await self._joined(presence, identity)
+            try:
+                await self._joined(presence, identity)
+            except _NotReached:
+                await asyncio.shield(self._spawn(job, self._remove(job, identity)))
+                raise
             logger.info("warm transfer to %s: %s answered", destination.key, identity)
             return identity
         raise AssertionError("unreachable: the last try either returns or raises")

@@ -231,6 +231,41 @@ async def test_the_supervisor_is_dialed_into_the_callers_room_from_the_callers_n
     assert dial.claims.sip.call
 
 
+async def test_a_destinations_timeout_headers_and_noise_cancellation_are_passed_on(
+    holds: list[RecordingHold], timeline: Timeline
+) -> None:
+    settings = parse_settings(
+        business(
+            destinations=[
+                {
+                    "key": "on_call",
+                    "name": "the on-call nurse",
+                    "description": "Urgent clinical questions.",
+                    "to": "sip:oncall@pbx.example.com",
+                    "modes": ["warm"],
+                    "ringing_timeout": 20,
+                    "headers": {"X-Team": "nurses"},
+                }
+            ],
+            transfer={"outbound_trunk_id": "ST_nurses", "krisp": True},
+        ),
+        source="t",
+        secrets=Secrets(),
+    )
+    async with phone_call(settings) as c:
+        c.server.respond("CreateSIPParticipant", answers(c, timeline))
+        c.llm.add(warm_to("on_call"), say(SUMMARY))
+        await c.session.run(user_input="Yes, the nurse please.")
+    (dial,) = c.server.requests_for("CreateSIPParticipant")
+    assert dial.message.sip_call_to == "sip:oncall@pbx.example.com"
+    assert dial.message.sip_trunk_id == "ST_nurses"
+    assert dial.message.ringing_timeout.seconds == 20
+    assert dict(dial.message.headers) == {"X-Team": "nurses"}
+    assert dial.message.krisp_enabled is True
+    assert dial.message.dtmf == ""  # no extension configured
+    assert dial.message.participant_identity == "supervisor-on_call-1"
+
+
 async def test_the_caller_is_held_introduced_and_left_with_the_supervisor(
     settings: Settings, holds: list[RecordingHold], timeline: Timeline
 ) -> None:
@@ -479,6 +514,24 @@ async def test_a_dial_that_times_out_ends_the_leg_that_may_still_ring(
         remove = await c.server.wait_for_request("RemoveParticipant")
         assert remove.message.identity == SUPERVISOR
         assert "dialed leg was ended in case it was still ringing" in caplog.text
+
+
+async def test_an_answer_whose_participant_never_joins_is_ended_and_reported(
+    settings: Settings,
+    holds: list[RecordingHold],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setattr(warm_transfer, "JOIN_TIMEOUT_S", 0.05)
+    async with phone_call(settings) as c:
+        # the server's default reply: answered, but nobody joins the stand-in room
+        with caplog.at_level(logging.WARNING, logger="phone-assistant"):
+            result = await confirm_and_transfer(c, say("Shall I try again?"))
+        assert "did not happen: failed" in output_of(result)
+        assert "something went wrong" in spoken(result)[-2]
+        (remove,) = c.server.requests_for("RemoveParticipant")
+        assert remove.message.identity == SUPERVISOR
+        assert f"{SUPERVISOR} never joined the room" in caplog.text
 
 
 async def test_a_supervisor_who_hangs_up_on_answering_returns_the_caller_to_the_agent(
