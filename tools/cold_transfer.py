@@ -14,12 +14,18 @@ from typing import Any
 from google.protobuf.duration_pb2 import Duration
 from livekit import api
 from livekit.agents import RunContext, get_job_context
-from livekit.agents.llm import ToolError, Toolset, function_tool
+from livekit.agents.llm import Toolset, function_tool
 from livekit.protocol import sip
 
 import prompts
 from caller import Caller, mask_number
 from config import Destination
+from tools.destinations import (
+    NOT_A_PHONE_CALL,
+    destination_menu,
+    destination_parameter,
+    pick_destination,
+)
 from tools.guard import OneTransferAtATime
 from tools.outcomes import Failure, classify, from_sip_status
 from tools.playout import say_in_full
@@ -43,9 +49,6 @@ class ColdTransferTool(Toolset):
         self._destinations = {d.key: d for d in destinations if "cold" in d.modes}
         self._caller = caller
         self._guard = guard
-        choices = "\n".join(
-            f"- {d.key}: {d.name}. {d.description}" for d in self._destinations.values()
-        )
         transfer = function_tool(
             self._transfer,
             raw_schema={
@@ -53,16 +56,15 @@ class ColdTransferTool(Toolset):
                 "description": (
                     "Forward the caller to a person or team (a cold transfer: the call leaves "
                     "you). Call it only after the caller has clearly confirmed that they want "
-                    "to be transferred to that destination. Destinations:\n" + choices
+                    "to be transferred to that destination. Destinations:\n"
+                    + destination_menu(self._destinations)
                 ),
                 "parameters": {
                     "type": "object",
                     "properties": {
-                        "destination": {
-                            "type": "string",
-                            "enum": list(self._destinations),
-                            "description": "The key of the destination to transfer to.",
-                        }
+                        "destination": destination_parameter(
+                            self._destinations, "The key of the destination to transfer to."
+                        )
                     },
                     "required": ["destination"],
                     "additionalProperties": False,
@@ -72,13 +74,7 @@ class ColdTransferTool(Toolset):
         super().__init__(id="cold_transfer", tools=[transfer])
 
     async def _transfer(self, raw_arguments: dict[str, Any], context: RunContext) -> str | None:
-        key = raw_arguments.get("destination")
-        destination = self._destinations.get(key) if isinstance(key, str) else None
-        if destination is None:
-            raise ToolError(
-                f"Unknown destination {key!r}; nothing was done. You can transfer only to: "
-                f"{', '.join(self._destinations)}."
-            )
+        destination = pick_destination(raw_arguments, self._destinations, "transfer")
         with self._guard.hold(f"cold transfer to {destination.key}"):
             return await self._run(destination, context)
 
@@ -99,10 +95,7 @@ class ColdTransferTool(Toolset):
         )
         if job is None or not self._caller.is_phone:
             logger.info("not a phone call (console or web caller): would have sent %s", what)
-            return (
-                "This caller is not on a phone call (console or web test), so the call cannot be "
-                "transferred. Tell them transfers work only on phone calls."
-            )
+            return NOT_A_PHONE_CALL
 
         notice = prompts.transfer_words("notice", destination)
         if not await say_in_full(

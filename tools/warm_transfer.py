@@ -53,6 +53,12 @@ from livekit.agents.voice.background_audio import (
 import prompts
 from caller import Caller, mask_number
 from config import Destination, Settings
+from tools.destinations import (
+    NOT_A_PHONE_CALL,
+    destination_menu,
+    destination_parameter,
+    pick_destination,
+)
 from tools.guard import OneTransferAtATime
 from tools.outcomes import Failure, Outcome, classify
 from tools.playout import say_in_full
@@ -237,9 +243,6 @@ class WarmTransferTool(Toolset):
         self._attempts = itertools.count(1)
         self._background: set[asyncio.Task[None]] = set()
         self._drain_registered = False
-        choices = "\n".join(
-            f"- {d.key}: {d.name}. {d.description}" for d in self._destinations.values()
-        )
         transfer = function_tool(
             self._transfer,
             raw_schema={
@@ -249,16 +252,16 @@ class WarmTransferTool(Toolset):
                     "transfer): the caller waits on hold while you call the destination, you "
                     "tell the person who is calling and why, then you leave them talking. "
                     "Call it only after the caller has clearly confirmed that they want to be "
-                    "connected to that destination. Destinations:\n" + choices
+                    "connected to that destination. Destinations:\n"
+                    + destination_menu(self._destinations)
                 ),
                 "parameters": {
                     "type": "object",
                     "properties": {
-                        "destination": {
-                            "type": "string",
-                            "enum": list(self._destinations),
-                            "description": "The key of the destination to connect the caller to.",
-                        },
+                        "destination": destination_parameter(
+                            self._destinations,
+                            "The key of the destination to connect the caller to.",
+                        ),
                         "reason": {
                             "type": "string",
                             "description": (
@@ -280,13 +283,7 @@ class WarmTransferTool(Toolset):
         super().__init__(id="warm_transfer", tools=[transfer])
 
     async def _transfer(self, raw_arguments: dict[str, Any], context: RunContext) -> str | None:
-        key = raw_arguments.get("destination")
-        destination = self._destinations.get(key) if isinstance(key, str) else None
-        if destination is None:
-            raise ToolError(
-                f"Unknown destination {key!r}; nothing was done. You can warm-transfer only "
-                f"to: {', '.join(self._destinations)}."
-            )
+        destination = pick_destination(raw_arguments, self._destinations, "warm-transfer")
         reason = _clean(raw_arguments.get("reason"), _MAX_REASON).rstrip(".")
         if not reason:
             raise ToolError("Nothing was done: give a short reason why the caller is calling.")
@@ -304,10 +301,7 @@ class WarmTransferTool(Toolset):
                 "not a phone call (console or web caller): would have sent %s",
                 _describe(request, destination),
             )
-            return (
-                "This caller is not on a phone call (console or web test), so the call cannot be "
-                "transferred. Tell them transfers work only on phone calls."
-            )
+            return NOT_A_PHONE_CALL
 
         session = context.session
         room = job.room
