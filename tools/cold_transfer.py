@@ -18,13 +18,15 @@ from livekit.agents.llm import Toolset, function_tool
 from livekit.protocol import sip
 
 import prompts
-from caller import Caller, mask_number
+from caller import Caller
 from config import Destination
 from tools.destinations import (
     NOT_A_PHONE_CALL,
     destination_menu,
     destination_parameter,
+    masked_address,
     pick_destination,
+    report_failure,
 )
 from tools.guard import OneTransferAtATime
 from tools.outcomes import Failure, classify, from_sip_status
@@ -33,10 +35,6 @@ from tools.playout import say_in_full
 logger = logging.getLogger("phone-assistant.cold-transfer")
 
 TOOL_NAME = "transfer_call"
-
-
-def _masked_target(destination: Destination) -> str:
-    return f"tel:{mask_number(destination.to)}" if destination.is_number else destination.to
 
 
 class ColdTransferTool(Toolset):
@@ -90,7 +88,7 @@ class ColdTransferTool(Toolset):
         )
         what = (
             f"TransferSIPParticipant(room={request.room_name!r}, participant="
-            f"{request.participant_identity!r}, transfer_to={_masked_target(destination)!r}, "
+            f"{request.participant_identity!r}, transfer_to={masked_address(destination)!r}, "
             f"play_dialtone={request.play_dialtone})"
         )
         if job is None or not self._caller.is_phone:
@@ -116,20 +114,12 @@ class ColdTransferTool(Toolset):
 
         # The caller is now connected to the destination and leaves the room: end this
         # session once the current turn is over, which also ends the job (agent.py).
-        logger.info("caller transferred to %s (%s)", destination.key, _masked_target(destination))
+        logger.info("caller transferred to %s (%s)", destination.key, masked_address(destination))
         context.speech_handle.add_done_callback(lambda _: context.session.shutdown())
         return None
 
     def _failed(self, destination: Destination, failure: Failure, context: RunContext) -> str:
-        log = logger.error if failure.is_configuration_problem else logger.warning
-        log(
-            "cold transfer to %s (%s) failed: %s. %s",
-            destination.key,
-            _masked_target(destination),
-            failure.detail,
-            failure.advice,
-        )
-        context.session.say(prompts.transfer_words(failure.outcome, destination))
+        report_failure(logger, "cold transfer", destination, failure, context.session)
         others = [k for k in self._destinations if k != destination.key]
         alternatives = (
             f"another destination ({', '.join(others)}), " if others else ""

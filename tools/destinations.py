@@ -7,12 +7,17 @@ assistant.toml; the address it resolves to never leaves this process.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any
 
+from livekit.agents import AgentSession
 from livekit.agents.llm import ToolError
 
+import prompts
+from caller import mask_number
 from config import Destination
+from tools.outcomes import Failure
 
 NOT_A_PHONE_CALL = (
     "This caller is not on a phone call (console or web test), so the call cannot be "
@@ -41,3 +46,30 @@ def pick_destination(
             f"{', '.join(destinations)}."
         )
     return destination
+
+
+def masked_address(destination: Destination) -> str:
+    """The destination's address as logs show it: numbers masked like callers' numbers."""
+    return f"tel:{mask_number(destination.to)}" if destination.is_number else destination.to
+
+
+def report_failure(
+    log: logging.Logger,
+    kind: str,
+    destination: Destination,
+    failure: Failure,
+    session: AgentSession,
+) -> None:
+    """Log what went wrong with what to do about it (a configuration problem as an
+    error), and tell the caller in plain words; the caller stays with the agent."""
+    level = logging.ERROR if failure.is_configuration_problem else logging.WARNING
+    log.log(
+        level,
+        "%s to %s (%s) failed: %s. %s",
+        kind,
+        destination.key,
+        masked_address(destination),
+        failure.detail,
+        failure.advice,
+    )
+    session.say(prompts.transfer_words(failure.outcome, destination))

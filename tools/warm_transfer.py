@@ -57,7 +57,9 @@ from tools.destinations import (
     NOT_A_PHONE_CALL,
     destination_menu,
     destination_parameter,
+    masked_address,
     pick_destination,
+    report_failure,
 )
 from tools.guard import OneTransferAtATime
 from tools.outcomes import Failure, Outcome, classify
@@ -638,15 +640,7 @@ class WarmTransferTool(Toolset):
     # ------------------------------------------------------------------ failures
 
     def _failed(self, destination: Destination, failure: Failure, context: RunContext) -> str:
-        log = logger.error if failure.is_configuration_problem else logger.warning
-        log(
-            "warm transfer to %s (%s) failed: %s. %s",
-            destination.key,
-            _masked(destination),
-            failure.detail,
-            failure.advice,
-        )
-        context.session.say(prompts.transfer_words(failure.outcome, destination))
+        report_failure(logger, "warm transfer", destination, failure, context.session)
         return self._tell_llm(destination, f"{failure.outcome.value} ({failure.detail})")
 
     def _tell_llm(self, destination: Destination, what: str) -> str:
@@ -673,14 +667,10 @@ def _clean(value: Any, limit: int) -> str:
     return " ".join(value.split())[:limit].strip() if isinstance(value, str) else ""
 
 
-def _masked(destination: Destination) -> str:
-    return f"tel:{mask_number(destination.to)}" if destination.is_number else destination.to
-
-
 def _describe(request: api.CreateSIPParticipantRequest, destination: Destination) -> str:
     dtmf = f"{len(request.dtmf)} DTMF digits" if request.dtmf else "no DTMF"
     return (
-        f"CreateSIPParticipant(trunk={request.sip_trunk_id!r}, to={_masked(destination)!r}, "
+        f"CreateSIPParticipant(trunk={request.sip_trunk_id!r}, to={masked_address(destination)!r}, "
         f"caller_id={mask_number(request.sip_number) if request.sip_number else 'trunk default'}"
         f", room={request.room_name!r}, identity={request.participant_identity!r}, "
         f"ringing_timeout={request.ringing_timeout.seconds}s, {dtmf})"
