@@ -8,6 +8,7 @@ instead of one restart per mistake.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import tomllib
 from collections.abc import Mapping
@@ -485,8 +486,12 @@ def parse_settings(data: Mapping[str, Any], *, source: str, secrets: Secrets) ->
             "dials out through an outbound SIP trunk (set it here or in SIP_OUTBOUND_TRUNK_ID)"
         )
     if transfer.hold_music and transfer.hold_music != "builtin":
-        path = (Path(source).parent / transfer.hold_music) if source else Path(transfer.hold_music)
-        if not path.is_file():
+        # Relative to the configuration file, resolved here once: users of Settings get
+        # a path that works whatever the worker's current directory is.
+        path = (Path(source).parent / transfer.hold_music).resolve()
+        if path.is_file():
+            transfer = dataclasses.replace(transfer, hold_music=str(path))
+        else:
             p.add("transfer.hold_music", transfer.hold_music, f"no such audio file ({path})")
 
     if p.items or business_name is None or agent_name is None:

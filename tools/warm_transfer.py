@@ -28,7 +28,6 @@ import contextlib
 import itertools
 import logging
 from collections.abc import Callable, Coroutine
-from pathlib import Path
 from typing import Any, Protocol
 
 from google.protobuf.duration_pb2 import Duration
@@ -120,13 +119,12 @@ class BackgroundHoldMusic:
 
 
 def hold_music_for(room: rtc.Room, settings: Settings) -> HoldMusic:
-    """The configured hold music: the framework's built-in clip, or an audio file given
-    relative to the configuration file (config.py checked that it exists)."""
+    """The configured hold music: the framework's built-in clip, or an audio file
+    (config.py resolved its path and checked that it exists)."""
     configured = settings.transfer.hold_music
     if configured is None or configured == "builtin":
         return BackgroundHoldMusic(room, BuiltinAudioClip.HOLD_MUSIC)
-    base = Path(settings.source).parent if settings.source else Path()
-    return BackgroundHoldMusic(room, str(base / configured))
+    return BackgroundHoldMusic(room, configured)
 
 
 # --------------------------------------------------------------------------- presence
