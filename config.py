@@ -67,6 +67,7 @@ class Secrets:
     deepgram_api_key: str = field(default="", repr=False)
     openai_api_key: str = field(default="", repr=False)
     openai_base_url: str | None = None
+    deepgram_base_url: str | None = None
     sip_outbound_trunk_id: str | None = None
 
 
@@ -177,6 +178,7 @@ def load_secrets(env: Mapping[str, str], *, need_livekit: bool = True) -> Secret
         deepgram_api_key=env["DEEPGRAM_API_KEY"].strip(),
         openai_api_key=env["OPENAI_API_KEY"].strip(),
         openai_base_url=env.get("OPENAI_BASE_URL", "").strip() or None,
+        deepgram_base_url=env.get("DEEPGRAM_BASE_URL", "").strip() or None,
         sip_outbound_trunk_id=env.get("SIP_OUTBOUND_TRUNK_ID", "").strip() or None,
     )
 

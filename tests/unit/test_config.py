@@ -188,6 +188,18 @@ def test_console_mode_needs_no_livekit_server() -> None:
     assert load_settings(env, need_livekit=False).secrets.livekit_url == ""
 
 
+def test_self_hosted_provider_urls_are_optional() -> None:
+    assert load_settings(FAKE_ENV).secrets.deepgram_base_url is None
+    env = {
+        **FAKE_ENV,
+        "OPENAI_BASE_URL": " http://gateway:8000/v1 ",
+        "DEEPGRAM_BASE_URL": "http://deepgram:8080/v1/listen",
+    }
+    secrets = load_settings(env).secrets
+    assert secrets.openai_base_url == "http://gateway:8000/v1"
+    assert secrets.deepgram_base_url == "http://deepgram:8080/v1/listen"
+
+
 def test_file_and_secret_problems_are_reported_together(tmp_path: Path) -> None:
     config = tmp_path / "assistant.toml"
     config.write_text(
