@@ -3,7 +3,8 @@
 The call path, top to bottom:
   main()        validates config, registers the entrypoint under the configured agent
                 name (SIP dispatch rules dispatch by name), runs the LiveKit CLI.
-  prewarm()     once per worker process: load config and the Silero VAD.
+  prewarm()     once per worker process: load config and the Silero VAD, and synthesize
+                the greetings so callers hear the agent without waiting for TTS.
   answer_call() once per call: find the SIP caller, choose STT for their line, start the
                 session; the agent greets the caller, talks, transfers or ends the call.
 
@@ -12,13 +13,16 @@ Run: uv run agent.py dev | start | console [--text] | check | download-files | -
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import sys
 import warnings
+from collections.abc import AsyncIterable
 from pathlib import Path
 
 from dotenv import load_dotenv
+from livekit import rtc
 from livekit.agents import (
     NOT_GIVEN,
     Agent,
@@ -29,6 +33,7 @@ from livekit.agents import (
     cli,
     room_io,
 )
+from livekit.agents import tts as agents_tts
 from livekit.agents.beta.tools import EndCallTool
 from livekit.agents.voice.events import CloseEvent
 from livekit.plugins import deepgram, openai, silero
@@ -36,6 +41,7 @@ from livekit.plugins import deepgram, openai, silero
 import prompts
 from caller import Caller, SttChoice, await_sip_attributes, choose_stt, find_caller, resolve_line
 from config import ConfigError, Settings, load_settings
+from greetings import GreetingAudio, Voice
 from tools import transfer_tools
 
 logger = logging.getLogger("phone-assistant")
@@ -44,12 +50,24 @@ logger = logging.getLogger("phone-assistant")
 # finish for up to this long. Give the orchestrator a longer grace period (see README).
 DRAIN_TIMEOUT_S = 1800
 
+# Greeting synthesis in prewarm must finish well inside the framework's 10 s limit for
+# initializing a process; if it does not, calls speak the greeting with live TTS.
+GREETING_SYNTHESIS_TIMEOUT_S = 6.0
+
 # Commands that run calls, and so need a valid configuration before they start.
 _CALL_COMMANDS = {"dev", "start", "console", "connect"}
 
 
 class PhoneAssistant(Agent):
-    def __init__(self, settings: Settings, *, caller: Caller, language: str, greeting: str) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        caller: Caller,
+        language: str,
+        greeting: str,
+        greeting_audio: AsyncIterable[rtc.AudioFrame] | None = None,
+    ) -> None:
         super().__init__(
             instructions=prompts.instructions(settings, language),
             tools=[
@@ -58,29 +76,53 @@ class PhoneAssistant(Agent):
             ],
         )
         self._greeting = greeting
+        self._greeting_audio = greeting_audio
 
     async def on_enter(self) -> None:
-        # A fixed text, not an LLM turn: the caller hears the business at once, and a
-        # "hello?" from the caller as the line opens does not cut the greeting off.
-        self.session.say(self._greeting, allow_interruptions=False)
+        # A fixed text, not an LLM turn: the caller hears the business at once (from
+        # audio made in prewarm when there is some), and a "hello?" from the caller as
+        # the line opens does not cut the greeting off.
+        self.session.say(
+            self._greeting,
+            audio=self._greeting_audio or NOT_GIVEN,
+            allow_interruptions=False,
+        )
 
 
 def build_session(settings: Settings, stt: SttChoice, vad: silero.VAD) -> AgentSession:
     secrets = settings.secrets
     openai_base_url = secrets.openai_base_url or NOT_GIVEN
+    # The plugin's own default URL (Deepgram's cloud) unless DEEPGRAM_BASE_URL is set.
+    deepgram_url = {"base_url": secrets.deepgram_base_url} if secrets.deepgram_base_url else {}
     return AgentSession(
-        stt=deepgram.STT(model=stt.model, language=stt.language, api_key=secrets.deepgram_api_key),
+        stt=deepgram.STT(
+            model=stt.model, language=stt.language, api_key=secrets.deepgram_api_key, **deepgram_url
+        ),
         llm=openai.LLM(
             model=settings.models.llm, api_key=secrets.openai_api_key, base_url=openai_base_url
         ),
-        tts=openai.TTS(
-            model=settings.models.tts,
-            voice=settings.models.voice,
-            api_key=secrets.openai_api_key,
-            base_url=openai_base_url,
-        ),
+        tts=build_tts(settings),
         vad=vad,
     )
+
+
+def build_tts(settings: Settings) -> agents_tts.TTS:
+    # Raw PCM: no decoder to start and nothing to decode before the first audio frame.
+    return openai.TTS(
+        model=settings.models.tts,
+        voice=settings.models.voice,
+        response_format="pcm",
+        api_key=settings.secrets.openai_api_key,
+        base_url=settings.secrets.openai_base_url or NOT_GIVEN,
+    )
+
+
+def tts_voice(settings: Settings) -> Voice:
+    return Voice(model=settings.models.tts, voice=settings.models.voice)
+
+
+def every_greeting(settings: Settings) -> set[str]:
+    return {prompts.greeting(settings, line) for line in (None, *settings.lines)}
 
 
 def end_job_when_session_closes(session: AgentSession, ctx: JobContext) -> None:
@@ -95,8 +137,19 @@ def end_job_when_session_closes(session: AgentSession, ctx: JobContext) -> None:
 def prewarm(proc: JobProcess) -> None:
     # main() already validated this configuration (and reported every problem); job
     # processes re-read it because they do not share the main process's memory.
-    proc.userdata["settings"] = load_settings(os.environ, need_livekit=False)
+    settings = load_settings(os.environ, need_livekit=False)
+    proc.userdata["settings"] = settings
     proc.userdata["vad"] = silero.VAD.load()
+    greetings = GreetingAudio()
+    asyncio.run(
+        greetings.synthesize(
+            lambda: build_tts(settings),
+            tts_voice(settings),
+            every_greeting(settings),
+            time_limit=GREETING_SYNTHESIS_TIMEOUT_S,
+        )
+    )
+    proc.userdata["greetings"] = greetings
 
 
 server = AgentServer(setup_fnc=prewarm, drain_timeout=DRAIN_TIMEOUT_S)
@@ -115,6 +168,9 @@ async def answer_call(ctx: JobContext) -> None:
         "answering %s; STT %s/%s: %s", caller.describe(), stt.model, stt.language, stt.reason
     )
 
+    greetings: GreetingAudio = ctx.proc.userdata["greetings"]
+    greeting = prompts.greeting(settings, line)
+
     session = build_session(settings, stt, ctx.proc.userdata["vad"])
     end_job_when_session_closes(session, ctx)
     await session.start(
@@ -122,7 +178,8 @@ async def answer_call(ctx: JobContext) -> None:
             settings,
             caller=caller,
             language=stt.language,
-            greeting=prompts.greeting(settings, line),
+            greeting=greeting,
+            greeting_audio=greetings.replay(greeting, tts_voice(settings)),
         ),
         room=ctx.room,
         room_options=room_io.RoomOptions(participant_identity=caller.identity),

@@ -19,6 +19,7 @@ from livekit.agents.types import DEFAULT_API_CONNECT_OPTIONS
 from livekit.agents.voice.io import AudioOutput, AudioOutputCapabilities
 
 SAMPLE_RATE = 24000
+WAIT_LIMIT_S = 20.0
 
 
 class SilentTTS(tts.TTS):
@@ -78,6 +79,26 @@ class PlayoutClock(AudioOutput):
         self._pushed = 0.0
         self._current: Playout | None = None
         self._finish: asyncio.TimerHandle | None = None
+        self._changed = asyncio.Event()
+
+    async def started(self, n: int) -> Playout:
+        """The n-th utterance (1-based), once its first frame has been played."""
+        await self._until(lambda: len(self.playouts) >= n)
+        return self.playouts[n - 1]
+
+    async def finished(self, n: int) -> Playout:
+        """The n-th utterance (1-based), once it has played out or been cut off."""
+        await self._until(
+            lambda: len(self.playouts) >= n and self.playouts[n - 1].finished_at is not None
+        )
+        return self.playouts[n - 1]
+
+    async def _until(self, condition: Callable[[], bool]) -> None:
+        # A bound, so a test whose speech never comes fails instead of hanging.
+        async with asyncio.timeout(WAIT_LIMIT_S):
+            while not condition():
+                self._changed.clear()
+                await self._changed.wait()
 
     async def capture_frame(self, frame: rtc.AudioFrame) -> None:
         await super().capture_frame(frame)
@@ -85,6 +106,7 @@ class PlayoutClock(AudioOutput):
             self._current = Playout(started_at=time.monotonic())
             self.playouts.append(self._current)
             self.on_playback_started(created_at=time.time())
+            self._changed.set()
             if self.on_started:
                 self.on_started(self._current)
         self._pushed += frame.duration
@@ -114,3 +136,4 @@ class PlayoutClock(AudioOutput):
         self.on_playback_finished(
             playback_position=played, interrupted=interrupted, synchronized_transcript=None
         )
+        self._changed.set()

@@ -5,12 +5,14 @@ running our PhoneAssistant with a scripted LLM."""
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from unittest import mock
 
+from livekit import rtc
 from livekit.agents import AgentSession, JobContext
+from livekit.agents.tts import TTS
 from livekit.agents.testing import fake_job_context
 from livekit.agents.utils import http_context
 
@@ -42,9 +44,12 @@ async def phone_call(
     caller: StandInParticipant | None = None,
     *,
     audio: bool = False,
+    tts: TTS | None = None,
+    greeting_audio: AsyncIterable[rtc.AudioFrame] | None = None,
 ) -> AsyncIterator[Call]:
     """``audio=True`` gives speech real duration (SilentTTS + PlayoutClock), for tests
-    about what happens before, during and after something is heard."""
+    about what happens before, during and after something is heard; ``tts`` replaces
+    the SilentTTS (e.g. the real OpenAI plugin against the loopback server)."""
     caller = caller or phone_caller()
     room = StandInRoom("call-room-1", caller)
     async with LoopbackLiveKit() as server, http_context.open():
@@ -53,7 +58,7 @@ async def phone_call(
             fake_job_context(room=room.as_room()) as job,
         ):
             llm = ScriptedLLM()
-            session = AgentSession(llm=llm, tts=SilentTTS() if audio else None)
+            session = AgentSession(llm=llm, tts=(tts or SilentTTS()) if audio else None)
             playout = PlayoutClock() if audio else None
             if playout:
                 session.output.audio = playout
@@ -65,6 +70,7 @@ async def phone_call(
                 caller=Caller.from_participant(caller),  # type: ignore[arg-type]
                 language="en-US",
                 greeting=prompts.greeting(settings, line=None),
+                greeting_audio=greeting_audio,
             )
             async with session:
                 await session.start(agent)
