@@ -12,8 +12,8 @@ from unittest import mock
 
 from livekit import rtc
 from livekit.agents import AgentSession, JobContext
-from livekit.agents.tts import TTS
 from livekit.agents.testing import fake_job_context
+from livekit.agents.tts import TTS
 from livekit.agents.utils import http_context
 
 import prompts
