@@ -141,14 +141,18 @@ def prewarm(proc: JobProcess) -> None:
     proc.userdata["settings"] = settings
     proc.userdata["vad"] = silero.VAD.load()
     greetings = GreetingAudio()
-    asyncio.run(
-        greetings.synthesize(
-            lambda: build_tts(settings),
-            tts_voice(settings),
-            every_greeting(settings),
-            time_limit=GREETING_SYNTHESIS_TIMEOUT_S,
+    try:
+        asyncio.run(
+            greetings.synthesize(
+                lambda: build_tts(settings),
+                tts_voice(settings),
+                every_greeting(settings),
+                time_limit=GREETING_SYNTHESIS_TIMEOUT_S,
+            )
         )
-    )
+    except Exception:
+        # An optimization only: a process that cannot take calls would drop callers.
+        logger.exception("greeting synthesis failed; calls will speak it with live TTS")
     proc.userdata["greetings"] = greetings
 
 

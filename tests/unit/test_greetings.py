@@ -178,3 +178,19 @@ def test_prewarm_synthesizes_the_greeting_of_every_line() -> None:
     for line in (None, *settings.lines):
         assert greetings.frames(prompts.greeting(settings, line), voice)
     assert proc.userdata["vad"] is not None
+
+
+def test_a_process_whose_greeting_synthesis_breaks_still_takes_calls(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    proc = JobProcess(executor_type=JobExecutorType.PROCESS, user_arguments=None, http_proxy=None)
+    with (
+        mock.patch.dict("os.environ", FAKE_ENV),
+        mock.patch("agent.build_tts", side_effect=RuntimeError("no TTS plugin today")),
+        caplog.at_level(logging.ERROR, "phone-assistant"),
+    ):
+        prewarm(proc)
+
+    assert len(proc.userdata["greetings"]) == 0
+    assert proc.userdata["settings"] is not None and proc.userdata["vad"] is not None
+    assert "greeting synthesis failed" in caplog.text
