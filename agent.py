@@ -3,8 +3,9 @@
 The call path, top to bottom:
   main()        validates config, registers the entrypoint under the configured agent
                 name (SIP dispatch rules dispatch by name), runs the LiveKit CLI.
-  prewarm()     once per worker process: load config and the Silero VAD, and synthesize
-                the greetings so callers hear the agent without waiting for TTS.
+  prewarm()     once per worker process: load config, the Silero VAD and the OpenAI
+                clients, and synthesize the greetings so callers hear the agent without
+                waiting for TTS.
   answer_call() once per call: find the SIP caller, choose STT for their line, start the
                 session; the agent greets the caller, talks, transfers or ends the call.
 
@@ -33,6 +34,7 @@ from livekit.agents import (
     cli,
     room_io,
 )
+from livekit.agents import llm as agents_llm
 from livekit.agents import tts as agents_tts
 from livekit.agents.beta.tools import EndCallTool
 from livekit.agents.voice.events import CloseEvent
@@ -89,20 +91,33 @@ class PhoneAssistant(Agent):
         )
 
 
-def build_session(settings: Settings, stt: SttChoice, vad: silero.VAD) -> AgentSession:
+def build_session(
+    settings: Settings,
+    stt: SttChoice,
+    vad: silero.VAD,
+    *,
+    llm: agents_llm.LLM | None = None,
+    tts: agents_tts.TTS | None = None,
+) -> AgentSession:
+    """``llm`` and ``tts`` are the ones prewarm built, if any (see ``prewarm``)."""
     secrets = settings.secrets
-    openai_base_url = secrets.openai_base_url or NOT_GIVEN
     # The plugin's own default URL (Deepgram's cloud) unless DEEPGRAM_BASE_URL is set.
     deepgram_url = {"base_url": secrets.deepgram_base_url} if secrets.deepgram_base_url else {}
     return AgentSession(
         stt=deepgram.STT(
             model=stt.model, language=stt.language, api_key=secrets.deepgram_api_key, **deepgram_url
         ),
-        llm=openai.LLM(
-            model=settings.models.llm, api_key=secrets.openai_api_key, base_url=openai_base_url
-        ),
-        tts=build_tts(settings),
+        llm=llm or build_llm(settings),
+        tts=tts or build_tts(settings),
         vad=vad,
+    )
+
+
+def build_llm(settings: Settings) -> agents_llm.LLM:
+    return openai.LLM(
+        model=settings.models.llm,
+        api_key=settings.secrets.openai_api_key,
+        base_url=settings.secrets.openai_base_url or NOT_GIVEN,
     )
 
 
@@ -154,6 +169,10 @@ def prewarm(proc: JobProcess) -> None:
         # An optimization only: a process that cannot take calls would drop callers.
         logger.exception("greeting synthesis failed; calls will speak it with live TTS")
     proc.userdata["greetings"] = greetings
+    # Each OpenAI plugin builds an HTTP client that loads the CA bundle (~35 ms each):
+    # done here, that is not spent while the caller listens to silence.
+    proc.userdata["llm"] = build_llm(settings)
+    proc.userdata["tts"] = build_tts(settings)
 
 
 server = AgentServer(setup_fnc=prewarm, drain_timeout=DRAIN_TIMEOUT_S)
@@ -175,7 +194,13 @@ async def answer_call(ctx: JobContext) -> None:
     greetings: GreetingAudio = ctx.proc.userdata["greetings"]
     greeting = prompts.greeting(settings, line)
 
-    session = build_session(settings, stt, ctx.proc.userdata["vad"])
+    session = build_session(
+        settings,
+        stt,
+        ctx.proc.userdata["vad"],
+        llm=ctx.proc.userdata["llm"],
+        tts=ctx.proc.userdata["tts"],
+    )
     end_job_when_session_closes(session, ctx)
     await session.start(
         agent=PhoneAssistant(

@@ -18,6 +18,8 @@ from unittest import mock
 
 import pytest
 from livekit.agents import JobExecutorType, JobProcess
+from livekit.agents.llm import LLM, ChatContext
+from livekit.agents.tts import TTS
 
 import prompts
 from agent import GREETING_SYNTHESIS_TIMEOUT_S, build_tts, every_greeting, prewarm, tts_voice
@@ -26,6 +28,7 @@ from greetings import GreetingAudio
 from tests.conftest import FAKE_ENV
 from tests.support.call import phone_call
 from tests.support.openai_server import LoopbackOpenAI
+from tests.support.scripted_llm import say
 
 TTS_TTFB = 0.8  # slow enough that the cached and live greetings cannot be confused
 
@@ -163,7 +166,7 @@ def serving(server: LoopbackOpenAI) -> Iterator[LoopbackOpenAI]:
         loop.close()
 
 
-def test_prewarm_synthesizes_the_greeting_of_every_line() -> None:
+def test_prewarm_synthesizes_the_greeting_of_every_line_and_readies_the_openai_clients() -> None:
     with serving(LoopbackOpenAI()) as openai_server:
         env = {**FAKE_ENV, **openai_server.env()}
         proc = JobProcess(
@@ -171,6 +174,23 @@ def test_prewarm_synthesizes_the_greeting_of_every_line() -> None:
         )
         with mock.patch.dict("os.environ", env):
             prewarm(proc)
+
+        # the clients prewarm built, outside any event loop, work in the job's own loop
+        openai_server.script(say("Hello."))
+        llm: LLM = proc.userdata["llm"]
+        tts: TTS = proc.userdata["tts"]
+
+        async def a_call_uses_them() -> tuple[str, int]:
+            chat = ChatContext.empty()
+            chat.add_message(role="user", content="Hi")
+            async with llm.chat(chat_ctx=chat) as reply:
+                text = "".join([c.delta.content or "" async for c in reply if c.delta])
+            async with tts.synthesize("Hello.") as stream:
+                frames = [ev.frame async for ev in stream]
+            return text, len(frames)
+
+        text, frames = asyncio.run(a_call_uses_them())
+        assert text == "Hello." and frames > 0
 
     settings: Settings = proc.userdata["settings"]
     greetings: GreetingAudio = proc.userdata["greetings"]
@@ -186,7 +206,7 @@ def test_a_process_whose_greeting_synthesis_breaks_still_takes_calls(
     proc = JobProcess(executor_type=JobExecutorType.PROCESS, user_arguments=None, http_proxy=None)
     with (
         mock.patch.dict("os.environ", FAKE_ENV),
-        mock.patch("agent.build_tts", side_effect=RuntimeError("no TTS plugin today")),
+        mock.patch.object(GreetingAudio, "synthesize", side_effect=RuntimeError("a bug")),
         caplog.at_level(logging.ERROR, "phone-assistant"),
     ):
         prewarm(proc)
