@@ -200,7 +200,13 @@ class Contender(Protocol):
 
     name: str
 
-    def parts(self, settings: Settings, *, n: int, cached_greeting: bool = True) -> CallParts:
+    def prewarmed(self, settings: Settings) -> Any:
+        """What the agent's prewarm builds for a call before it is assigned, if anything."""
+        ...
+
+    def parts(
+        self, settings: Settings, *, n: int, cached_greeting: bool = True, prewarmed: Any = None
+    ) -> CallParts:
         """A new session and agent for call ``n``, as the job's entrypoint would build them."""
         ...
 
@@ -227,7 +233,15 @@ class Ours:
             raise RuntimeError("greeting synthesis failed against the stand-ins")
         return cls(vad, greetings)
 
-    def parts(self, settings: Settings, *, n: int, cached_greeting: bool = True) -> CallParts:
+    def prewarmed(self, settings: Settings) -> Any:
+        """The OpenAI LLM and TTS, which ``agent.prewarm`` builds before a call arrives."""
+        from agent import build_llm, build_tts
+
+        return build_llm(settings), build_tts(settings)
+
+    def parts(
+        self, settings: Settings, *, n: int, cached_greeting: bool = True, prewarmed: Any = None
+    ) -> CallParts:
         from agent import PhoneAssistant, build_session, end_job_when_session_closes, tts_voice
         from caller import Caller, choose_stt, resolve_line
 
@@ -240,7 +254,8 @@ class Ours:
         agent = PhoneAssistant(
             settings, caller=caller, language=stt.language, greeting=greeting, greeting_audio=audio
         )
-        session = build_session(settings, stt, self.vad)
+        llm, tts = prewarmed or self.prewarmed(settings)
+        session = build_session(settings, stt, self.vad, llm=llm, tts=tts)
         return CallParts(session, agent, participant, on_job=end_job_when_session_closes)
 
 
@@ -251,7 +266,12 @@ class Baseline:
     vad: silero.VAD
     name: str = "baseline"
 
-    def parts(self, settings: Settings, *, n: int, cached_greeting: bool = True) -> CallParts:
+    def prewarmed(self, settings: Settings) -> Any:
+        return None  # the starter builds its providers in the entrypoint, per call
+
+    def parts(
+        self, settings: Settings, *, n: int, cached_greeting: bool = True, prewarmed: Any = None
+    ) -> CallParts:
         participant = phone_caller(identity=f"sip_caller_{n}", number="+15551234567")
         destination = settings.destination(TRANSFER_TO)
         assert destination is not None, f"assistant.toml has no {TRANSFER_TO!r} destination"
@@ -557,8 +577,10 @@ async def greeting_latency(
     async def greeted() -> None:
         try:
             async with pool.line(config) as address:
+                settings = line_settings(base, address)
+                prewarmed = contender.prewarmed(settings)  # before the call, as prewarm does
                 building = time.monotonic()
-                parts = contender.parts(line_settings(base, address), n=n, cached_greeting=cached)
+                parts = contender.parts(settings, n=n, cached_greeting=cached, prewarmed=prewarmed)
                 build = time.monotonic() - building
                 async with answer(parts, room_name=f"{contender.name}-greet-{n}") as current:
                     first = await current.playout.started(1)

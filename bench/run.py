@@ -625,7 +625,8 @@ def render(results: dict[str, Any]) -> str:
         f"{ttfb} s; {g.get('ours_cached', {}).get('n', 0)} calls per variant, one at a "
         "time. Ours cached replays audio made in prewarm;",
         "    baseline says it with live TTS. Building the agent and its session (before "
-        "start(), mostly the OpenAI clients' TLS setup) is shown apart.",
+        "start()) is shown apart: the baseline builds its OpenAI clients there (~70 ms of",
+        "    TLS setup), ours in prewarm, before the call.",
         "[4] (RSS with k active calls - RSS of the idle job process) / k, in fresh "
         "processes (bench/memory_probe.py). Idle = after the framework's process",
         "    warm-up and prewarm(); it includes the end-of-turn model's weights, which a "
