@@ -4,7 +4,8 @@ Every call opens with the same words for its line, so there is no reason to make
 caller wait for text-to-speech: each worker process synthesizes the greetings of all
 lines while it warms up (``prewarm``, before it is given a call), and the agent replays
 that audio the moment the caller joins. Each job runs in a fresh process, so this costs
-one TTS request per greeting per call, the same as live TTS, but off the caller's clock.
+one TTS request per line's greeting per call (for a single line, what live TTS costs),
+made off the caller's clock.
 
 The audio is stored under everything that shapes it (the text, the TTS model and the
 voice), so a changed greeting or voice can never replay stale audio: the lookup misses
