@@ -184,35 +184,50 @@ async def answer_call(ctx: JobContext) -> None:
     participant = await find_caller(ctx)
     await await_sip_attributes(ctx.room, participant, wait=settings.attributes_timeout)
     caller = Caller.from_participant(participant)
-    line = resolve_line(caller, settings)
-    stt = choose_stt(caller, line, settings)
     ctx.log_context_fields = {"room": ctx.room.name, "caller": caller.identity}
-    logger.info(
-        "answering %s; STT %s/%s: %s", caller.describe(), stt.model, stt.language, stt.reason
-    )
 
-    greetings: GreetingAudio = ctx.proc.userdata["greetings"]
-    greeting = prompts.greeting(settings, line)
-
-    session = build_session(
+    session, agent = prepare_call(
         settings,
-        stt,
-        ctx.proc.userdata["vad"],
+        caller,
+        vad=ctx.proc.userdata["vad"],
+        greetings=ctx.proc.userdata["greetings"],
         llm=ctx.proc.userdata["llm"],
         tts=ctx.proc.userdata["tts"],
     )
     end_job_when_session_closes(session, ctx)
     await session.start(
-        agent=PhoneAssistant(
-            settings,
-            caller=caller,
-            language=stt.language,
-            greeting=greeting,
-            greeting_audio=greetings.replay(greeting, tts_voice(settings)),
-        ),
+        agent=agent,
         room=ctx.room,
         room_options=room_io.RoomOptions(participant_identity=caller.identity),
     )
+
+
+def prepare_call(
+    settings: Settings,
+    caller: Caller,
+    *,
+    vad: silero.VAD,
+    greetings: GreetingAudio,
+    llm: agents_llm.LLM | None = None,
+    tts: agents_tts.TTS | None = None,
+) -> tuple[AgentSession, PhoneAssistant]:
+    """The session and agent for one caller: their line decides the STT model and the
+    greeting. Apart from answer_call so the whole-call test and the bench build calls
+    exactly as the worker does."""
+    line = resolve_line(caller, settings)
+    stt = choose_stt(caller, line, settings)
+    logger.info(
+        "answering %s; STT %s/%s: %s", caller.describe(), stt.model, stt.language, stt.reason
+    )
+    greeting = prompts.greeting(settings, line)
+    agent = PhoneAssistant(
+        settings,
+        caller=caller,
+        language=stt.language,
+        greeting=greeting,
+        greeting_audio=greetings.replay(greeting, tts_voice(settings)),
+    )
+    return build_session(settings, stt, vad, llm=llm, tts=tts), agent
 
 
 def _startup_settings(command: str) -> Settings:

@@ -242,20 +242,20 @@ class Ours:
     def parts(
         self, settings: Settings, *, n: int, cached_greeting: bool = True, prewarmed: Any = None
     ) -> CallParts:
-        from agent import PhoneAssistant, build_session, end_job_when_session_closes, tts_voice
-        from caller import Caller, choose_stt, resolve_line
+        from agent import end_job_when_session_closes, prepare_call
+        from caller import Caller
+        from greetings import GreetingAudio
 
         participant = phone_caller(identity=f"sip_caller_{n}", number="+15551234567")
-        caller = Caller.from_participant(participant)  # type: ignore[arg-type]
-        line = resolve_line(caller, settings)
-        stt = choose_stt(caller, line, settings)
-        greeting = prompts.greeting(settings, line)
-        audio = self.greetings.replay(greeting, tts_voice(settings)) if cached_greeting else None
-        agent = PhoneAssistant(
-            settings, caller=caller, language=stt.language, greeting=greeting, greeting_audio=audio
-        )
         llm, tts = prewarmed or self.prewarmed(settings)
-        session = build_session(settings, stt, self.vad, llm=llm, tts=tts)
+        session, agent = prepare_call(
+            settings,
+            Caller.from_participant(participant),  # type: ignore[arg-type]
+            vad=self.vad,
+            greetings=self.greetings if cached_greeting else GreetingAudio(),
+            llm=llm,
+            tts=tts,
+        )
         return CallParts(session, agent, participant, on_job=end_job_when_session_closes)
 
 

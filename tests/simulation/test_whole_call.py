@@ -15,8 +15,8 @@ import pytest
 from livekit.plugins import silero
 
 import prompts
-from agent import PhoneAssistant, build_session, build_tts, every_greeting, tts_voice
-from caller import Caller, choose_stt, resolve_line
+from agent import build_tts, every_greeting, prepare_call, tts_voice
+from caller import Caller
 from config import Settings
 from greetings import GreetingAudio
 from tests.support.caller_audio import TRANSCRIPTS
@@ -50,17 +50,7 @@ async def test_a_caller_asks_for_billing_and_is_transferred_after_the_notice(
         # answer_call(), as the worker runs it for this caller
         participant = phone_caller(number="+15551234567")
         caller = Caller.from_participant(participant)  # type: ignore[arg-type]
-        line = resolve_line(caller, settings)
-        stt = choose_stt(caller, line, settings)
-        greeting = prompts.greeting(settings, line)
-        agent = PhoneAssistant(
-            settings,
-            caller=caller,
-            language=stt.language,
-            greeting=greeting,
-            greeting_audio=greetings.replay(greeting, tts_voice(settings)),
-        )
-        session = build_session(settings, stt, vad)
+        session, agent = prepare_call(settings, caller, vad=vad, greetings=greetings)
         closed = asyncio.Event()
         session.on("close", lambda _: closed.set())
         async with answered(session, agent, caller=participant, room_name="call-1") as c:
