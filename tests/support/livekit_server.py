@@ -12,12 +12,32 @@ It follows the open-source livekit-server where the two could differ:
   message ``"permissions denied"`` (HTTP 401), not ``permission_denied``/403.
 
 Branch on ``ServerError.status == 401`` to detect both, as the real server allows.
+
+Besides Twirp replies, :meth:`LoopbackLiveKit.respond` scripts what sits in front of a
+real server can put on the wire, mapped by livekit-api 1.2 (``twirp_client.py``) as:
+
+* :class:`RawReply` with a 5xx and a non-JSON body (``proxy_error(504)``: an nginx HTML
+  page, as a proxy timing out while a phone rings; ``plain_error(502)``): the client
+  cannot read Twirp JSON, so ``ServerError(code="unknown", message="", status=5xx)``.
+* ``undecodable()``: HTTP 200 whose body is not the response protobuf; the client's
+  ``FromString`` raises ``google.protobuf.message.DecodeError``, unwrapped. (A 200 with an
+  *empty* body decodes as the empty message: a success.)
+* :class:`Drop`: the connection closes with no response; the client raises
+  ``aiohttp.ServerDisconnectedError`` (an ``aiohttp.ClientError``).
+* :class:`Hang`: no response until the client's timeout, ``asyncio.TimeoutError``.
+
+On a LiveKit Cloud host (``*.livekit.cloud``, see ``tests/support/cloud_host.py``) the
+client replays a request after a transport error or a 5xx, up to 3 attempts, asking
+``GET /settings/regions`` (served here from :attr:`LoopbackLiveKit.regions`, a JSON
+``{"regions": [{"region", "url", "distance"}]}`` as LiveKit Cloud answers it) for other
+origins to try; with none it replays against the same host.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import time
 from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -113,6 +133,57 @@ class Hang:
 
 
 @dataclass(frozen=True)
+class Drop:
+    """Reply marker: close the TCP connection without sending any response, as a crashed
+    server or a proxy resetting the connection would."""
+
+
+@dataclass(frozen=True)
+class RawReply:
+    """Any HTTP reply, Twirp or not: what a proxy, a load balancer or a broken server
+    puts on the wire in place of the API's answer."""
+
+    status: int
+    body: bytes = b""
+    content_type: str = "text/plain"
+
+    def to_response(self) -> web.Response:
+        return web.Response(status=self.status, body=self.body, content_type=self.content_type)
+
+
+def proxy_error(status: int = 504, reason: str = "Gateway Time-out") -> RawReply:
+    """An HTML error page as nginx serves it when the upstream fails, e.g. a gateway
+    timing out while a SIP transfer rings."""
+    title = f"{status} {reason}"
+    page = (
+        f"<html>\r\n<head><title>{title}</title></head>\r\n<body>\r\n"
+        f"<center><h1>{title}</h1></center>\r\n<hr><center>nginx</center>\r\n"
+        "</body>\r\n</html>\r\n"
+    )
+    return RawReply(status, page.encode(), "text/html")
+
+
+def plain_error(status: int = 502, text: str = "Bad Gateway") -> RawReply:
+    """A plain-text error, as a load balancer or Go's http.Error writes it."""
+    return RawReply(status, f"{text}\n".encode(), "text/plain")
+
+
+def undecodable(body: bytes = b"\xff\xff\xff\xff not a protobuf") -> RawReply:
+    """HTTP 200 with a body that is not the response protobuf (it fails to decode)."""
+    return RawReply(200, body, "application/protobuf")
+
+
+@dataclass(frozen=True)
+class Region:
+    """One entry of LiveKit Cloud's ``/settings/regions`` answer. The client uses only
+    ``url`` (ws/wss become http/https; the path is dropped)."""
+
+    region: str
+    url: str
+    distance: str = "0"
+
+
+@dataclass(frozen=True)
 class RecordedRequest:
     """A request that passed authentication and grant checks, decoded."""
 
@@ -121,9 +192,10 @@ class RecordedRequest:
     message: Any  # the method's request message, e.g. TransferSIPParticipantRequest
     claims: Claims
     received_at: float  # time.monotonic()
+    request_id: str = ""  # X-Livekit-Request-Id: the idempotency key, kept across replays
 
 
-Reply = Message | ErrorReply | Hang
+Reply = Message | ErrorReply | Hang | Drop | RawReply
 Responder = Callable[[RecordedRequest], Awaitable[Reply]]
 
 
@@ -214,7 +286,8 @@ class LoopbackLiveKit:
     empty success for TransferSIPParticipant/DeleteRoom/RemoveParticipant, a
     SIPParticipantInfo echoing the request for CreateSIPParticipant, and the in-memory
     ``inbound_trunks``/``outbound_trunks``/``dispatch_rules``/``rooms``/``participants``
-    for the List*/Get* calls.
+    for the List*/Get* calls. ``regions`` is what ``/settings/regions`` lists (none by
+    default) and ``region_requests`` records when each region fetch arrived.
     """
 
     def __init__(
@@ -230,6 +303,8 @@ class LoopbackLiveKit:
         self.dispatch_rules: list[sip.SIPDispatchRuleInfo] = []
         self.rooms: list[models.Room] = []
         self.participants: dict[str, list[models.ParticipantInfo]] = {}  # by room name
+        self.regions: list[Region] = []
+        self.region_requests: list[float] = []  # time.monotonic() of each region fetch
         self._verifier = api.TokenVerifier(api_key, api_secret)
         self._scripted: defaultdict[str, deque[Reply | Responder]] = defaultdict(deque)
         self._awaited: defaultdict[str, int] = defaultdict(int)
@@ -254,13 +329,18 @@ class LoopbackLiveKit:
             "LIVEKIT_API_SECRET": self.api_secret,
         }
 
-    def api_client(self) -> api.LiveKitAPI:
-        """A real client with the right credentials; close it (``async with``) after use."""
-        return api.LiveKitAPI(url=self.url, api_key=self.api_key, api_secret=self.api_secret)
+    def api_client(self, url: str | None = None, **options: Any) -> api.LiveKitAPI:
+        """A real client with the right credentials; close it (``async with``) after use.
+        ``url`` overrides :attr:`url` (e.g. a Cloud host name for it); ``options`` go to
+        ``LiveKitAPI`` (``failover=False``, ``timeout=...``)."""
+        return api.LiveKitAPI(
+            url=url or self.url, api_key=self.api_key, api_secret=self.api_secret, **options
+        )
 
     def respond(self, method: str, *replies: Reply | Responder) -> None:
         """Queue replies for ``method``, one per request: a response message (200), an
-        ErrorReply, Hang(), or an async callable ``(RecordedRequest) -> reply``."""
+        ErrorReply, Hang(), Drop(), a RawReply, or an async callable
+        ``(RecordedRequest) -> reply``."""
         expected = _METHODS[method].response_type
         for reply in replies:
             if isinstance(reply, Message) and not isinstance(reply, expected):
@@ -313,6 +393,8 @@ class LoopbackLiveKit:
                 claims = self._verifier.verify(header.removeprefix("Bearer "))
             except Exception as e:  # any PyJWT failure: signature, issuer (key), expiry
                 return web.Response(status=401, text=f"invalid token: {e}")
+        if request.path == "/settings/regions" and request.method == "GET":
+            return self._regions(claims)
         path = request.path.split("/")
         spec = _METHODS.get(path[-1])
         if (
@@ -328,7 +410,10 @@ class LoopbackLiveKit:
         if claims is None or not spec.allowed(claims, message):
             return twirp_error("unauthenticated", "permissions denied").to_response()
 
-        recorded = RecordedRequest(spec.service, path[-1], message, claims, time.monotonic())
+        recorded = RecordedRequest(
+            spec.service, path[-1], message, claims, time.monotonic(),
+            request.headers.get("X-Livekit-Request-Id", ""),
+        )  # fmt: skip
         async with self._arrived:
             self.requests.append(recorded)
             self._arrived.notify_all()
@@ -338,12 +423,27 @@ class LoopbackLiveKit:
         if isinstance(reply, Hang):
             await self._closing.wait()
             reply = twirp_error("unavailable", "loopback server closed")
-        if isinstance(reply, ErrorReply):
+        if isinstance(reply, Drop):
+            assert request.transport is not None
+            request.transport.abort()  # no response; connection_lost cancels this handler
+            await self._closing.wait()
+            return web.Response(status=503)  # unreachable unless the server closes first
+        if isinstance(reply, ErrorReply | RawReply):
             return reply.to_response()
         if not isinstance(reply, spec.response_type):
             msg = f"scripted {type(reply).__name__}, expected {spec.response_type.__name__}"
             return twirp_error("internal", msg).to_response()
         return web.Response(body=reply.SerializeToString(), content_type="application/protobuf")
+
+    def _regions(self, claims: Claims | None) -> web.Response:
+        """LiveKit Cloud's region list; like the Cloud endpoint it wants a valid token
+        (livekit-api forwards the call's own). No Cache-Control: livekit-api's process-wide
+        region cache then keeps nothing between requests (or tests)."""
+        if claims is None:
+            return web.Response(status=401, text="missing authorization")
+        self.region_requests.append(time.monotonic())
+        regions = [{"region": r.region, "url": r.url, "distance": r.distance} for r in self.regions]
+        return web.Response(text=json.dumps({"regions": regions}), content_type="application/json")
 
     def _default(self, method: str, msg: Any) -> Reply:
         match method:

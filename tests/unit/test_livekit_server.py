@@ -3,21 +3,31 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import socket
+import time
+from collections.abc import AsyncIterator, Iterator
 
 import aiohttp
 import pytest
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.empty_pb2 import Empty
+from google.protobuf.message import DecodeError
 from livekit import api
 from livekit.api.twirp_client import TwirpClient
 
+from tests.support.cloud_host import cloud_host, resolve_to_loopback, with_host
 from tests.support.livekit_server import (
+    Drop,
     Hang,
     LoopbackLiveKit,
+    RawReply,
     RecordedRequest,
+    Region,
+    plain_error,
+    proxy_error,
     sip_error,
     twirp_error,
+    undecodable,
 )
 
 ROOM = "call-room"
@@ -362,3 +372,296 @@ async def test_env_points_a_default_client_here(
 
     assert [r.name for r in rooms.rooms] == [ROOM]
     assert server.requests[0].received_at > 0
+
+
+# -- what sits in front of a server: proxies, broken replies, dropped connections ---------
+
+
+async def test_a_proxy_html_504_is_a_server_error_with_code_unknown(
+    server: LoopbackLiveKit, lk: api.LiveKitAPI
+) -> None:
+    server.respond("TransferSIPParticipant", proxy_error(504))
+
+    with pytest.raises(api.ServerError) as caught:
+        await lk.sip.transfer_sip_participant(transfer_request())
+
+    # The HTML is not Twirp JSON: no code, no message, no meta, so no SipCallError.
+    assert type(caught.value) is api.ServerError
+    assert (caught.value.code, caught.value.message, caught.value.status) == ("unknown", "", 504)
+    assert caught.value.metadata == {}
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [plain_error(502, "Bad Gateway"), plain_error(503, "Service Unavailable"), proxy_error(502)],
+    ids=["502-text", "503-text", "502-html"],
+)
+async def test_other_non_twirp_5xx_bodies_map_the_same_way(
+    server: LoopbackLiveKit, lk: api.LiveKitAPI, reply: RawReply
+) -> None:
+    server.respond("CreateSIPParticipant", reply)
+
+    with pytest.raises(api.ServerError) as caught:
+        await lk.sip.create_sip_participant(create_request())
+
+    assert type(caught.value) is api.ServerError
+    assert (caught.value.code, caught.value.message) == ("unknown", "")
+    assert caught.value.status == reply.status
+
+
+async def test_a_200_that_is_not_the_protobuf_raises_decode_error(
+    server: LoopbackLiveKit, lk: api.LiveKitAPI
+) -> None:
+    server.respond("TransferSIPParticipant", undecodable())
+    server.respond("CreateSIPParticipant", undecodable(b"<html><body>captive</body></html>"))
+
+    # Unwrapped: neither a ServerError nor an aiohttp error.
+    with pytest.raises(DecodeError, match="TransferSIPParticipantResponse"):
+        await lk.sip.transfer_sip_participant(transfer_request())
+    with pytest.raises(DecodeError, match="SIPParticipantInfo"):
+        await lk.sip.create_sip_participant(create_request())
+
+
+async def test_a_200_with_an_empty_body_is_an_empty_success(
+    server: LoopbackLiveKit, lk: api.LiveKitAPI
+) -> None:
+    server.respond("TransferSIPParticipant", RawReply(200, b"", "application/protobuf"))
+    server.respond("CreateSIPParticipant", RawReply(200, b"", "text/html"))
+
+    # proto3 decodes nothing as the empty message, whatever the content type says.
+    assert await lk.sip.transfer_sip_participant(transfer_request()) == (
+        api.TransferSIPParticipantResponse()
+    )
+    assert await lk.sip.create_sip_participant(create_request()) == api.SIPParticipantInfo()
+
+
+async def test_a_dropped_connection_raises_server_disconnected(
+    server: LoopbackLiveKit, lk: api.LiveKitAPI
+) -> None:
+    server.respond("TransferSIPParticipant", Drop())
+
+    with pytest.raises(aiohttp.ServerDisconnectedError) as caught:
+        await lk.sip.transfer_sip_participant(transfer_request())
+
+    assert isinstance(caught.value, aiohttp.ClientError)
+    assert len(server.requests_for("TransferSIPParticipant")) == 1  # the server had it
+    # The client's connection pool recovers: the next call goes through.
+    await lk.sip.transfer_sip_participant(transfer_request())
+
+
+async def test_settings_regions_lists_the_configured_regions(server: LoopbackLiveKit) -> None:
+    headers = {"Authorization": f"Bearer {token(server, api.VideoGrants(), None)}"}
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{server.url}/settings/regions", headers=headers) as resp:
+            assert resp.status == 200
+            assert await resp.json() == {"regions": []}
+        server.regions = [Region("us-east", "wss://project-use.livekit.cloud", "120")]
+        async with session.get(f"{server.url}/settings/regions", headers=headers) as resp:
+            assert "Cache-Control" not in resp.headers
+            assert await resp.json() == {
+                "regions": [
+                    {
+                        "region": "us-east",
+                        "url": "wss://project-use.livekit.cloud",
+                        "distance": "120",
+                    }
+                ]
+            }
+        async with session.get(f"{server.url}/settings/regions") as resp:
+            assert resp.status == 401
+    assert len(server.region_requests) == 2
+
+
+# -- LiveKit Cloud hosts: livekit-api's failover replays requests -------------------------
+
+
+@pytest.fixture
+def cloud_url(server: LoopbackLiveKit) -> Iterator[str]:
+    with cloud_host(server.url) as url:
+        yield url
+
+
+@pytest.fixture
+async def cloud(server: LoopbackLiveKit, cloud_url: str) -> AsyncIterator[api.LiveKitAPI]:
+    """The default client, as JobContext.api builds it, against a *.livekit.cloud name."""
+    async with server.api_client(cloud_url) as client:
+        yield client
+
+
+def ids_of(requests: list[RecordedRequest]) -> set[str]:
+    return {r.request_id for r in requests}
+
+
+def test_cloud_host_names_the_loopback_server(server: LoopbackLiveKit) -> None:
+    assert (
+        with_host("http://127.0.0.1:7880/x", "a.livekit.cloud") == "http://a.livekit.cloud:7880/x"
+    )
+    with resolve_to_loopback("Project.LiveKit.Cloud"):
+        [info, *_] = socket.getaddrinfo("project.livekit.cloud", 80, type=socket.SOCK_STREAM)
+        assert info[4][0] == "127.0.0.1"
+    with pytest.raises(socket.gaierror):  # gone after the block (no network here either)
+        socket.getaddrinfo("project.livekit.cloud", 80)
+
+
+async def test_the_real_client_reaches_the_server_by_its_cloud_name(
+    server: LoopbackLiveKit, cloud_url: str, cloud: api.LiveKitAPI
+) -> None:
+    server.rooms.append(api.Room(name=ROOM))
+
+    rooms = await cloud.room.list_rooms(api.ListRoomsRequest())
+
+    assert cloud_url.startswith("http://project.livekit.cloud:")
+    assert [r.name for r in rooms.rooms] == [ROOM]
+    assert server.region_requests == []  # regions are asked only after a failure
+
+
+async def test_on_cloud_a_transfer_answered_503_is_sent_three_times(
+    server: LoopbackLiveKit, cloud: api.LiveKitAPI
+) -> None:
+    unavailable = twirp_error("unavailable", "try again")
+    server.respond("TransferSIPParticipant", unavailable, unavailable, unavailable)
+
+    began = time.monotonic()
+    with pytest.raises(api.ServerError) as caught:
+        await cloud.sip.transfer_sip_participant(transfer_request())
+    took = time.monotonic() - began
+
+    assert (caught.value.code, caught.value.status) == ("unavailable", 503)
+    sent = server.requests_for("TransferSIPParticipant")
+    assert len(sent) == 3
+    assert len(ids_of(sent)) == 1 and "" not in ids_of(sent)  # one idempotency key
+    assert 0.6 <= took < 1.5  # backoff 0.2 s then 0.4 s
+    assert sent[1].received_at - sent[0].received_at == pytest.approx(0.2, abs=0.1)
+    assert sent[2].received_at - sent[1].received_at == pytest.approx(0.4, abs=0.1)
+    assert len(server.region_requests) == 1  # asked once, after the first failure
+
+
+async def test_on_cloud_a_replay_can_succeed(
+    server: LoopbackLiveKit, cloud: api.LiveKitAPI
+) -> None:
+    server.respond("TransferSIPParticipant", twirp_error("unavailable"))
+
+    assert await cloud.sip.transfer_sip_participant(transfer_request()) == (
+        api.TransferSIPParticipantResponse()
+    )
+    assert len(server.requests_for("TransferSIPParticipant")) == 2
+
+
+async def test_on_cloud_failover_false_sends_once(server: LoopbackLiveKit, cloud_url: str) -> None:
+    server.respond("TransferSIPParticipant", twirp_error("unavailable"))
+
+    async with server.api_client(cloud_url, failover=False) as client:
+        with pytest.raises(api.ServerError) as caught:
+            await client.sip.transfer_sip_participant(transfer_request())
+
+    assert caught.value.status == 503
+    assert len(server.requests_for("TransferSIPParticipant")) == 1
+    assert server.region_requests == []
+
+
+@pytest.mark.parametrize(
+    ("reply", "raised"),
+    [
+        (Drop(), aiohttp.ServerDisconnectedError),
+        (proxy_error(504), api.ServerError),
+        (plain_error(502), api.ServerError),
+    ],
+    ids=["dropped", "504-html", "502-text"],
+)
+async def test_on_cloud_transport_errors_and_any_5xx_are_replayed(
+    server: LoopbackLiveKit,
+    cloud: api.LiveKitAPI,
+    reply: Drop | RawReply,
+    raised: type[Exception],
+) -> None:
+    server.respond("TransferSIPParticipant", reply, reply, reply)
+
+    with pytest.raises(raised):
+        await cloud.sip.transfer_sip_participant(transfer_request())
+
+    assert len(server.requests_for("TransferSIPParticipant")) == 3
+
+
+@pytest.mark.parametrize(
+    ("reply", "raised"),
+    [
+        (sip_error(486, "Busy Here"), api.SipCallError),
+        (twirp_error("invalid_argument", "bad number"), api.ServerError),
+        (undecodable(), DecodeError),
+    ],
+    ids=["sip-486", "4xx", "undecodable-200"],
+)
+async def test_on_cloud_4xx_and_undecodable_200_are_not_replayed(
+    server: LoopbackLiveKit,
+    cloud: api.LiveKitAPI,
+    reply: RawReply,
+    raised: type[Exception],
+) -> None:
+    server.respond("TransferSIPParticipant", reply)
+
+    with pytest.raises(raised):
+        await cloud.sip.transfer_sip_participant(transfer_request())
+
+    assert len(server.requests_for("TransferSIPParticipant")) == 1
+
+
+async def test_on_cloud_a_request_timeout_under_5_s_is_never_replayed(
+    server: LoopbackLiveKit, cloud: api.LiveKitAPI
+) -> None:
+    unavailable = twirp_error("unavailable")
+    server.respond("CreateSIPParticipant", *[unavailable] * 4)
+    server.respond("TransferSIPParticipant", unavailable)
+
+    with pytest.raises(api.ServerError):
+        await cloud.sip.create_sip_participant(create_request(), timeout=4.9)
+    assert len(server.requests_for("CreateSIPParticipant")) == 1
+    with pytest.raises(api.ServerError):  # 5 s is long enough to replay
+        await cloud.sip.create_sip_participant(create_request(), timeout=5.0)
+    assert len(server.requests_for("CreateSIPParticipant")) == 4
+
+    # A transfer's timeout is its ring window + 2 s (at least): a 2 s ring makes it 4 s.
+    short_ring = transfer_request(ringing_timeout=Duration(seconds=2))
+    with pytest.raises(api.ServerError):
+        await cloud.sip.transfer_sip_participant(short_ring, timeout=1.0)
+    assert len(server.requests_for("TransferSIPParticipant")) == 1
+
+
+async def test_on_cloud_a_timed_out_transfer_is_sent_three_times(
+    server: LoopbackLiveKit, cloud: api.LiveKitAPI
+) -> None:
+    """Each attempt gets the whole request timeout: a 3 s ring window is a 5 s timeout
+    (the shortest that fails over), so the call gives up after 3 x 5 s + backoff. aiohttp
+    rounds a deadline of 5 s or more up to the next whole second of loop time
+    (``ClientTimeout.ceil_threshold``), so each attempt lasts 5 to 6 s."""
+    server.respond("TransferSIPParticipant", Hang(), Hang(), Hang())
+
+    began = time.monotonic()
+    with pytest.raises(asyncio.TimeoutError):
+        await cloud.sip.transfer_sip_participant(
+            transfer_request(ringing_timeout=Duration(seconds=3))
+        )
+    took = time.monotonic() - began
+
+    sent = server.requests_for("TransferSIPParticipant")
+    assert len(sent) == 3 and len(ids_of(sent)) == 1
+    assert 15.6 <= took < 19.5
+
+
+async def test_on_cloud_a_failure_goes_to_the_next_listed_region(
+    server: LoopbackLiveKit, cloud: api.LiveKitAPI
+) -> None:
+    async with LoopbackLiveKit() as other:
+        with cloud_host(other.url, "project-eu.livekit.cloud") as other_url:
+            # Listed as wss like the real list; the client dials it over http(s).
+            server.regions = [
+                Region("us", with_host(server.url, "project.livekit.cloud")),
+                Region("eu", other_url.replace("http", "ws", 1)),
+            ]
+            server.respond("TransferSIPParticipant", twirp_error("unavailable"))
+
+            await cloud.sip.transfer_sip_participant(transfer_request())
+
+    [first] = server.requests_for("TransferSIPParticipant")
+    [replayed] = other.requests_for("TransferSIPParticipant")
+    assert replayed.request_id == first.request_id
+    assert replayed.message == first.message
