@@ -9,13 +9,35 @@ instead of one restart per mistake.
 from __future__ import annotations
 
 import dataclasses
-import re
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal
+
+from config_checks import (
+    AGENT_NAME,
+    DESCRIPTION_MAX,
+    DTMF,
+    E164,
+    HEADERS_MAX,
+    KEY,
+    LANGUAGE_CODE,
+    MODEL_HINT,
+    MODEL_MAX,
+    MODEL_NAME,
+    PATH_MAX,
+    TRUNK_HINT,
+    TRUNK_ID,
+    ConfigError,
+    Problems,
+    address,
+    audio_problem,
+    dotted,
+    environment_problems,
+    header_problem,
+    read_config,
+)
 
 DEFAULT_CONFIG_FILE = Path(__file__).with_name("assistant.toml")
 CONFIG_FILE_ENV = "ASSISTANT_CONFIG"
@@ -23,37 +45,13 @@ CONFIG_FILE_ENV = "ASSISTANT_CONFIG"
 TransferMode = Literal["cold", "warm"]
 TRANSFER_MODES: tuple[TransferMode, ...] = ("cold", "warm")
 
-E164 = re.compile(r"^\+[1-9]\d{6,14}$")
-_SIP_URI = re.compile(r"^sips?:(?:[^@\s]+@)?(?P<host>[A-Za-z0-9.\-\[\]:]+?)(?::\d+)?(?:;[^\s]*)?$")
-_KEY = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
-_AGENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
-LANGUAGE_CODE = re.compile(r"^(multi|[a-z]{2,3}(-[A-Za-z0-9]{2,8})*)$")
-_DTMF = re.compile(r"^[0-9*#wW]{1,32}$")
-_SIP_HEADER = re.compile(r"^X-[A-Za-z0-9\-]+$")
-
-
-class ConfigError(Exception):
-    """The configuration cannot run a phone line. It holds every problem found, in
-    titled sections (the file, the environment), so all are fixed in one pass."""
-
-    def __init__(self, title: str, problems: list[str]) -> None:
-        self.sections: list[tuple[str, list[str]]] = [(title, problems)]
-        super().__init__()
-
-    @classmethod
-    def combine(cls, errors: list[ConfigError]) -> ConfigError:
-        combined = cls("", [])
-        combined.sections = [s for e in errors for s in e.sections]
-        return combined
-
-    @property
-    def problems(self) -> list[str]:
-        return [p for _, problems in self.sections for p in problems]
-
-    def __str__(self) -> str:
-        return "\n".join(
-            "\n".join([title, *(f"  - {p}" for p in problems)]) for title, problems in self.sections
-        )
+# Providers a fallback model may come from, per kind of model ("provider:model").
+FALLBACK_PROVIDERS: dict[str, tuple[str, ...]] = {
+    "llm": ("openai",),
+    "tts": ("openai", "deepgram"),
+    "stt": ("deepgram", "openai"),
+}
+MAX_FALLBACKS = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +70,18 @@ class Secrets:
 
 
 @dataclass(frozen=True, slots=True)
+class ModelChoice:
+    """A fallback model: the provider that serves it ("openai", "deepgram") and its
+    name there. Written "provider:model" in assistant.toml, and so by ``str``."""
+
+    provider: str
+    model: str
+
+    def __str__(self) -> str:
+        return f"{self.provider}:{self.model}"
+
+
+@dataclass(frozen=True, slots=True)
 class Models:
     llm: str = "gpt-4.1-mini"
     tts: str = "gpt-4o-mini-tts"
@@ -80,6 +90,10 @@ class Models:
     stt_phone: str = "nova-2-phonecall"
     stt_general: str = "nova-3"
     language: str = "en-US"
+    # Tried in order when the model before them fails; none differs from its primary.
+    llm_fallback: tuple[ModelChoice, ...] = ()
+    tts_fallback: tuple[ModelChoice, ...] = ()  # an openai one speaks with ``voice``
+    stt_fallback: tuple[ModelChoice, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +142,15 @@ class Transfer:
 
 
 @dataclass(frozen=True, slots=True)
+class OnFailure:
+    """What happens when the agent cannot go on (a provider is down): the caller hears
+    a short apology, then is transferred by SIP REFER to ``transfer_to`` (a destination
+    key whose modes include "cold"), or, without it, the call is ended."""
+
+    transfer_to: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     business_name: str
     agent_name: str = "phone-assistant"
@@ -139,9 +162,16 @@ class Settings:
     source: str = "<defaults>"
     # how long to wait for a SIP caller's sip.* attributes before choosing the STT model
     attributes_timeout: float = 2.0
+    on_failure: OnFailure = field(default_factory=OnFailure)
 
     def destination(self, key: str) -> Destination | None:
         return next((d for d in self.destinations if d.key == key), None)
+
+    @property
+    def failure_destination(self) -> Destination | None:
+        """Where a caller goes when the agent cannot go on, or None: end the call."""
+        key = self.on_failure.transfer_to
+        return self.destination(key) if key else None
 
     def destinations_for(self, mode: TransferMode) -> tuple[Destination, ...]:
         return tuple(d for d in self.destinations if mode in d.modes)
@@ -162,15 +192,26 @@ _LIVEKIT_SECRETS = ("LIVEKIT_URL", "LIVEKIT_API_KEY", "LIVEKIT_API_SECRET")
 
 def load_secrets(env: Mapping[str, str], *, need_livekit: bool = True) -> Secrets:
     """Read credentials from ``env``; console mode talks to no LiveKit server, so it
-    may run without the LIVEKIT_* variables."""
+    may run without the LIVEKIT_* variables (and they are not checked)."""
     wanted = [k for k in REQUIRED_SECRETS if need_livekit or k not in _LIVEKIT_SECRETS]
     missing = [k for k in wanted if not env.get(k, "").strip()]
+    errors: list[ConfigError] = []
     if missing:
-        raise ConfigError(
-            "Missing environment variables (put them in .env.local or the environment; "
-            ".env.example lists them all):",
-            [f"{k}: {REQUIRED_SECRETS[k]}" for k in missing],
+        errors.append(
+            ConfigError(
+                "Missing environment variables (put them in .env.local or the environment; "
+                ".env.example lists them all):",
+                [f"{k}: {REQUIRED_SECRETS[k]}" for k in missing],
+            )
         )
+    if invalid := environment_problems(env, skip=() if need_livekit else _LIVEKIT_SECRETS):
+        errors.append(
+            ConfigError(
+                "Invalid environment variables (in .env.local or the environment):", invalid
+            )
+        )
+    if errors:
+        raise ConfigError.combine(errors)
     return Secrets(
         livekit_url=env.get("LIVEKIT_URL", "").strip(),
         livekit_api_key=env.get("LIVEKIT_API_KEY", "").strip(),
@@ -185,101 +226,25 @@ def load_secrets(env: Mapping[str, str], *, need_livekit: bool = True) -> Secret
 
 # --------------------------------------------------------------------------- the file
 
-
-class _Problems:
-    """Collects problems with their location instead of stopping at the first one."""
-
-    def __init__(self) -> None:
-        self.items: list[str] = []
-
-    def add(self, where: str, value: Any, why: str) -> None:
-        self.items.append(f"{where} = {value!r}: {why}")
-
-    def keys(self, table: Mapping[str, Any], allowed: set[str], where: str) -> None:
-        for key in table:
-            if key not in allowed:
-                self.items.append(
-                    f"{where}{key}: unknown setting (allowed here: {', '.join(sorted(allowed))})"
-                )
-
-    def text(
-        self,
-        table: Mapping[str, Any],
-        key: str,
-        where: str,
-        *,
-        default: str | None = None,
-        pattern: re.Pattern[str] | None = None,
-        hint: str = "",
-    ) -> str | None:
-        value = table.get(key, default)
-        if value is None:
-            return None
-        if not isinstance(value, str) or not value.strip():
-            self.add(f"{where}{key}", value, "must be a non-empty string")
-            return default
-        value = value.strip()
-        if pattern is not None and not pattern.match(value):
-            self.add(f"{where}{key}", value, hint)
-            return default
-        return value
-
-    def table(self, parent: Mapping[str, Any], key: str) -> Mapping[str, Any]:
-        value = parent.get(key, {})
-        if not isinstance(value, Mapping):
-            self.add(key, value, "must be a table, e.g. [" + key + "]")
-            return {}
-        return value
+_DESTINATION_KEYS = {f.name for f in dataclasses.fields(Destination)}  # its TOML keys
 
 
-def _address(value: str) -> tuple[str | None, str]:
-    """Normalise a destination address; returns (address, why-not)."""
-    if value.startswith("tel:"):
-        value = value[4:]
-    if value.startswith("+"):
-        compact = value.replace(" ", "").replace("-", "")
-        if E164.match(value):
-            return value, ""
-        hint = f" (write it without spaces or dashes: {compact})" if E164.match(compact) else ""
-        return None, "not an E.164 phone number like +15551234567" + hint
-    if value.startswith(("sip:", "sips:")):
-        match = _SIP_URI.match(value)
-        if match and match.group("host").strip(".:"):
-            return value, ""
-        return None, "a sip: URI needs a host, like sip:desk@pbx.example.com"
-    return None, "must be an E.164 number (+15551234567), tel:+15551234567 or a sip: URI"
-
-
-def _destination(raw: Any, where: str, problems: _Problems) -> Destination | None:
+def _destination(raw: Any, where: str, problems: Problems) -> Destination | None:
     if not isinstance(raw, Mapping):
         problems.add(where, raw, "must be a table ([[destinations]])")
         return None
     prefix = where + "."
-    problems.keys(
-        raw,
-        {
-            "key",
-            "name",
-            "description",
-            "to",
-            "modes",
-            "play_dialtone",
-            "ringing_timeout",
-            "extension",
-            "headers",
-        },
-        prefix,
-    )
+    problems.keys(raw, _DESTINATION_KEYS, prefix)
     key = problems.text(
         raw,
         "key",
         prefix,
-        pattern=_KEY,
-        hint="must be lower-case letters, digits and _ (starting with a letter)",
+        pattern=KEY,
+        hint="must be lower-case letters, digits and _ (starting with a letter; at most 40)",
     )
     name = problems.text(raw, "name", prefix)
-    description = problems.text(raw, "description", prefix)
-    raw_to = problems.text(raw, "to", prefix)
+    description = problems.text(raw, "description", prefix, limit=DESCRIPTION_MAX)
+    raw_to = problems.text(raw, "to", prefix, limit=1000)  # address() has the real limits
     for required, value in (
         ("key", key),
         ("name", name),
@@ -291,7 +256,7 @@ def _destination(raw: Any, where: str, problems: _Problems) -> Destination | Non
 
     to = None
     if raw_to is not None:
-        to, why = _address(raw_to)
+        to, why = address(raw_to)
         if to is None:
             problems.add(prefix + "to", raw_to, why)
 
@@ -306,10 +271,7 @@ def _destination(raw: Any, where: str, problems: _Problems) -> Destination | Non
             else:
                 problems.add(prefix + "modes", mode, 'unknown mode (use "cold" and/or "warm")')
 
-    play_dialtone = raw.get("play_dialtone", False)
-    if not isinstance(play_dialtone, bool):
-        problems.add(prefix + "play_dialtone", play_dialtone, "must be true or false")
-        play_dialtone = False
+    play_dialtone = problems.flag(raw, "play_dialtone", prefix)
 
     timeout = raw.get("ringing_timeout", 30)
     if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 5 <= timeout <= 120:
@@ -320,22 +282,20 @@ def _destination(raw: Any, where: str, problems: _Problems) -> Destination | Non
         raw,
         "extension",
         prefix,
-        pattern=_DTMF,
-        hint="must be DTMF digits (0-9 * #, w for a half-second pause)",
+        pattern=DTMF,
+        hint="must be DTMF digits (0-9 * #, w for a half-second pause; at most 32)",
     )
 
     headers_raw = raw.get("headers", {})
     headers: dict[str, str] = {}
     if not isinstance(headers_raw, Mapping):
         problems.add(prefix + "headers", headers_raw, 'must be a table like { X-Team = "billing" }')
+    elif len(headers_raw) > HEADERS_MAX:
+        problems.add(prefix + "headers", dict(headers_raw), f"at most {HEADERS_MAX} headers")
     else:
         for header, value in headers_raw.items():
-            if not _SIP_HEADER.match(header) or not isinstance(value, str):
-                problems.add(
-                    f"{prefix}headers.{header}",
-                    value,
-                    "custom SIP headers must be named X-... and have a string value",
-                )
+            if why := header_problem(header, value):
+                problems.add(dotted(f"{prefix}headers.", header), value, why)
             else:
                 headers[header] = value
 
@@ -354,12 +314,14 @@ def _destination(raw: Any, where: str, problems: _Problems) -> Destination | Non
     )
 
 
-def _line(line_id: str, raw: Any, problems: _Problems) -> Line | None:
-    where = f"lines.{line_id}"
-    if not _KEY.match(line_id):
-        problems.add(where, line_id, "a line id must be lower-case letters, digits and _")
+def _line(line_id: str, raw: Any, problems: Problems) -> Line | None:
+    where = dotted("lines.", line_id)
+    if not KEY.match(line_id):
+        problems.add(
+            where, line_id, "a line id must be lower-case letters, digits and _ (at most 40)"
+        )
     if not isinstance(raw, Mapping):
-        problems.add(where, raw, f"must be a table ([lines.{line_id}])")
+        problems.add(where, raw, f"must be a table ([{where}])")
         return None
     prefix = where + "."
     problems.keys(raw, {"number", "language", "stt_model", "greeting"}, prefix)
@@ -379,21 +341,165 @@ def _line(line_id: str, raw: Any, problems: _Problems) -> Line | None:
             pattern=LANGUAGE_CODE,
             hint="must be a language code like en-US, es or fr-CA",
         ),
-        stt_model=problems.text(raw, "stt_model", prefix),
+        stt_model=problems.text(
+            raw, "stt_model", prefix, limit=MODEL_MAX, pattern=MODEL_NAME, hint=MODEL_HINT
+        ),
         greeting=problems.text(
             raw,
             "greeting",
             prefix,
-            pattern=_KEY,
+            pattern=KEY,
             hint="must name a prompt file in prompts/ (without .md)",
         ),
     )
 
 
+_MODEL_TEXTS = ("llm", "tts", "voice", "stt_phone", "stt_general")
+
+
+def _models(raw: Mapping[str, Any], p: Problems) -> Models:
+    defaults = Models()
+    p.keys(raw, {f.name for f in dataclasses.fields(Models)}, "models.")
+    texts = {
+        name: p.text(
+            raw,
+            name,
+            "models.",
+            default=getattr(defaults, name),
+            limit=MODEL_MAX,
+            pattern=MODEL_NAME,
+            hint=MODEL_HINT,
+        )
+        for name in _MODEL_TEXTS
+    }
+    language = p.text(
+        raw,
+        "language",
+        "models.",
+        default=defaults.language,
+        pattern=LANGUAGE_CODE,
+        hint="must be a language code like en-US",
+    )
+    models = Models(**texts, language=language)  # type: ignore[arg-type]
+    primaries = {  # the models a fallback of each kind backs up
+        "llm": {ModelChoice("openai", models.llm): "models.llm"},
+        "tts": {ModelChoice("openai", models.tts): "models.tts"},
+        "stt": {
+            ModelChoice("deepgram", models.stt_phone): "models.stt_phone",
+            ModelChoice("deepgram", models.stt_general): "models.stt_general",
+        },
+    }
+    return dataclasses.replace(
+        models,
+        **{f"{kind}_fallback": _fallbacks(raw, kind, primaries[kind], p) for kind in primaries},
+    )
+
+
+def _fallbacks(
+    raw: Mapping[str, Any], kind: str, primaries: dict[ModelChoice, str], p: Problems
+) -> tuple[ModelChoice, ...]:
+    where = f"models.{kind}_fallback"
+    allowed = FALLBACK_PROVIDERS[kind]
+    entries = raw.get(f"{kind}_fallback", [])
+    if not isinstance(entries, list):
+        p.add(
+            where,
+            entries,
+            f'must be a list of "provider:model" strings, like ["{allowed[0]}:<model>"]',
+        )
+        return ()
+    if len(entries) > MAX_FALLBACKS:
+        p.add(where, entries, f"at most {MAX_FALLBACKS} fallbacks")
+    choices: list[ModelChoice] = []
+    for i, entry in enumerate(entries[:MAX_FALLBACKS]):
+        at = f"{where}[{i}]"
+        provider, _, model = entry.partition(":") if isinstance(entry, str) else ("", "", "")
+        if not model:
+            p.add(at, entry, f'must be a "provider:model" string, like "{allowed[0]}:<model>"')
+        elif provider not in allowed:
+            p.add(
+                at, entry, f"unknown {kind} provider {provider!r} (allowed: {', '.join(allowed)})"
+            )
+        elif not MODEL_NAME.match(model):
+            p.add(at, entry, MODEL_HINT)
+        elif kind == "tts" and provider == "deepgram" and not model.startswith("aura"):
+            p.add(at, entry, "Deepgram's text-to-speech models are Aura voices: aura-2-thalia-en")
+        elif (choice := ModelChoice(provider, model)) in choices:
+            p.add(at, entry, "listed twice")
+        elif choice in primaries:
+            p.add(
+                at,
+                entry,
+                f"a fallback must differ from the model it backs up ({primaries[choice]})",
+            )
+        else:
+            choices.append(choice)
+    return tuple(choices)
+
+
+def _transfer(raw: Mapping[str, Any], source: str, secrets: Secrets, p: Problems) -> Transfer:
+    p.keys(raw, {"outbound_trunk_id", "fallback_caller_id", "hold_music", "krisp"}, "transfer.")
+    transfer = Transfer(
+        outbound_trunk_id=p.text(
+            raw, "outbound_trunk_id", "transfer.", pattern=TRUNK_ID, hint=TRUNK_HINT
+        )
+        or secrets.sip_outbound_trunk_id,
+        fallback_caller_id=p.text(
+            raw,
+            "fallback_caller_id",
+            "transfer.",
+            pattern=E164,
+            hint="must be an E.164 number your trunk may present",
+        ),
+        hold_music=p.text(raw, "hold_music", "transfer.", limit=PATH_MAX),
+        krisp=p.flag(raw, "krisp", "transfer."),
+    )
+    if not transfer.hold_music or transfer.hold_music == "builtin":
+        return transfer
+    # Relative to the configuration file, resolved here once: users of Settings get a
+    # path that works whatever the worker's current directory is.
+    try:
+        path = (Path(source).parent / transfer.hold_music).resolve()
+    except (OSError, RuntimeError) as e:  # a symlink loop
+        p.add("transfer.hold_music", transfer.hold_music, f"cannot resolve the path ({e})")
+        return transfer
+    if not path.is_file():
+        what = "a directory, not an audio file" if path.is_dir() else "no such audio file"
+        p.add("transfer.hold_music", transfer.hold_music, f"{what} ({path})")
+    elif why := audio_problem(path):
+        p.add("transfer.hold_music", transfer.hold_music, f"{why} ({path})")
+    return dataclasses.replace(transfer, hold_music=str(path))
+
+
+def _on_failure(
+    raw: Mapping[str, Any], destinations: list[Destination], keys: set[Any], p: Problems
+) -> OnFailure:
+    p.keys(raw, {"transfer_to"}, "on_failure.")
+    key = p.text(raw, "transfer_to", "on_failure.")
+    if key is None:
+        return OnFailure()
+    cold = ", ".join(d.key for d in destinations if "cold" in d.modes) or 'none allows "cold"'
+    dest = next((d for d in destinations if d.key == key), None)
+    if dest is None and key not in keys:  # a destination with problems has them reported
+        p.add("on_failure.transfer_to", key, f"no such destination (cold destinations: {cold})")
+    elif dest is not None and "cold" not in dest.modes:
+        p.add(
+            "on_failure.transfer_to",
+            key,
+            'that destination does not allow "cold" transfer, which is how a call the agent '
+            f"cannot go on with is handed over (SIP REFER); cold destinations: {cold}",
+        )
+    return OnFailure(transfer_to=key)
+
+
 def parse_settings(data: Mapping[str, Any], *, source: str, secrets: Secrets) -> Settings:
     """Turn the parsed TOML into Settings, or raise ConfigError listing every problem."""
-    p = _Problems()
-    p.keys(data, {"business", "agent", "models", "lines", "destinations", "transfer"}, "")
+    p = Problems()
+    p.keys(
+        data,
+        {"business", "agent", "models", "lines", "destinations", "transfer", "on_failure"},
+        "",
+    )
 
     business = p.table(data, "business")
     p.keys(business, {"name"}, "business.")
@@ -408,26 +514,11 @@ def parse_settings(data: Mapping[str, Any], *, source: str, secrets: Secrets) ->
         "name",
         "agent.",
         default="phone-assistant",
-        pattern=_AGENT_NAME,
-        hint="letters, digits, '.', '_' and '-' (the dispatch rule names it)",
+        pattern=AGENT_NAME,
+        hint="letters, digits, '.', '_' and '-', at most 64 (the dispatch rule names it)",
     )
 
-    models_raw = p.table(data, "models")
-    defaults = Models()
-    p.keys(models_raw, set(Models.__slots__), "models.")
-    models = Models(
-        **{
-            name: p.text(
-                models_raw,
-                name,
-                "models.",
-                default=getattr(defaults, name),
-                pattern=LANGUAGE_CODE if name == "language" else None,
-                hint="must be a language code like en-US",
-            )
-            for name in Models.__slots__
-        }
-    )
+    models = _models(p.table(data, "models"), p)
 
     lines: list[Line] = []
     lines_raw = p.table(data, "lines")
@@ -459,42 +550,15 @@ def parse_settings(data: Mapping[str, Any], *, source: str, secrets: Secrets) ->
             p.add(f"destinations[{i}].key", dest.key, "duplicate destination key")
         seen_keys.add(dest.key)
 
-    transfer_raw = p.table(data, "transfer")
-    p.keys(
-        transfer_raw,
-        {"outbound_trunk_id", "fallback_caller_id", "hold_music", "krisp"},
-        "transfer.",
-    )
-    krisp = transfer_raw.get("krisp", False)
-    if not isinstance(krisp, bool):
-        p.add("transfer.krisp", krisp, "must be true or false")
-        krisp = False
-    transfer = Transfer(
-        outbound_trunk_id=p.text(transfer_raw, "outbound_trunk_id", "transfer.")
-        or secrets.sip_outbound_trunk_id,
-        fallback_caller_id=p.text(
-            transfer_raw,
-            "fallback_caller_id",
-            "transfer.",
-            pattern=E164,
-            hint="must be an E.164 number your trunk may present",
-        ),
-        hold_music=p.text(transfer_raw, "hold_music", "transfer."),
-        krisp=krisp,
-    )
+    transfer = _transfer(p.table(data, "transfer"), source, secrets, p)
     if any("warm" in d.modes for d in destinations) and not transfer.outbound_trunk_id:
         p.items.append(
             "transfer.outbound_trunk_id: missing; a destination allows warm transfer, which "
             "dials out through an outbound SIP trunk (set it here or in SIP_OUTBOUND_TRUNK_ID)"
         )
-    if transfer.hold_music and transfer.hold_music != "builtin":
-        # Relative to the configuration file, resolved here once: users of Settings get
-        # a path that works whatever the worker's current directory is.
-        path = (Path(source).parent / transfer.hold_music).resolve()
-        if path.is_file():
-            transfer = dataclasses.replace(transfer, hold_music=str(path))
-        else:
-            p.add("transfer.hold_music", transfer.hold_music, f"no such audio file ({path})")
+
+    raw_keys = {d.get("key") for d in raw_destinations if isinstance(d, Mapping)}
+    on_failure = _on_failure(p.table(data, "on_failure"), destinations, raw_keys, p)
 
     if p.items or business_name is None or agent_name is None:
         raise ConfigError(f"Configuration problems in {source}:", p.items)
@@ -507,6 +571,7 @@ def parse_settings(data: Mapping[str, Any], *, source: str, secrets: Secrets) ->
         transfer=transfer,
         secrets=secrets,
         source=source,
+        on_failure=on_failure,
     )
 
 
@@ -521,28 +586,13 @@ def load_settings(env: Mapping[str, str], *, need_livekit: bool = True) -> Setti
     except ConfigError as e:
         errors.append(e)
 
-    data: dict[str, Any] | None = None
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        errors.append(
-            ConfigError(
-                f"Configuration file not found: {path}",
-                [
-                    f"create it (the repository ships an example assistant.toml) or point "
-                    f"{CONFIG_FILE_ENV} at it"
-                ],
-            )
-        )
-    except tomllib.TOMLDecodeError as e:
-        errors.append(ConfigError(f"{path} is not valid TOML:", [str(e)]))
-
     settings: Settings | None = None
-    if data is not None:
-        try:
-            settings = parse_settings(data, source=str(path), secrets=secrets)
-        except ConfigError as e:
-            errors.append(e)
+    try:
+        settings = parse_settings(
+            read_config(path, CONFIG_FILE_ENV), source=str(path), secrets=secrets
+        )
+    except ConfigError as e:
+        errors.append(e)
     if errors or settings is None:
         raise ConfigError.combine(errors)
     return settings
