@@ -13,6 +13,7 @@ from google.protobuf.duration_pb2 import Duration
 from google.protobuf.empty_pb2 import Empty
 from google.protobuf.message import DecodeError
 from livekit import api
+from livekit.agents.utils import http_context
 from livekit.api.twirp_client import TwirpClient
 
 from tests.support.cloud_host import cloud_host, resolve_to_loopback, with_host
@@ -545,6 +546,32 @@ async def test_on_cloud_a_replay_can_succeed(
         api.TransferSIPParticipantResponse()
     )
     assert len(server.requests_for("TransferSIPParticipant")) == 2
+
+
+async def test_on_cloud_the_job_context_client_replays_too(
+    server: LoopbackLiveKit, cloud_url: str
+) -> None:
+    """JobContext.api is ``LiveKitAPI(session=http_context.http_session())``: failover on,
+    and a call with no timeout of its own takes the session's (aiohttp's default, 300 s),
+    long enough to be replayed."""
+    unavailable = twirp_error("unavailable")
+    server.respond("RemoveParticipant", unavailable, unavailable, unavailable)
+    server.respond("TransferSIPParticipant", unavailable, unavailable, unavailable)
+
+    async with http_context.open():
+        session = http_context.http_session()
+        assert session.timeout.total == 300
+        client = server.api_client(cloud_url, session=session)
+        with pytest.raises(api.ServerError):
+            await client.room.remove_participant(
+                api.RoomParticipantIdentity(room=ROOM, identity=CALLER)
+            )
+        with pytest.raises(api.ServerError):
+            await client.sip.transfer_sip_participant(transfer_request())
+        await client.aclose()
+
+    assert len(server.requests_for("RemoveParticipant")) == 3
+    assert len(server.requests_for("TransferSIPParticipant")) == 3
 
 
 async def test_on_cloud_failover_false_sends_once(server: LoopbackLiveKit, cloud_url: str) -> None:
