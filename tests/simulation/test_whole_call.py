@@ -1,35 +1,71 @@
 """A whole phone call, offline, through the real client code of every provider.
 
-The caller's recorded voice (8 kHz, real time) goes through real Silero VAD and the real
-Deepgram plugin to a loopback Deepgram server; the real OpenAI plugin asks a loopback
-Chat Completions server what to say and its speech endpoint for the audio; the transfer
-reaches a loopback LiveKit server as a real Twirp request. Only what the caller says
-and what the model answers are scripted.
+The session starts as ``answer_call`` starts it: with the room, through the framework's
+RoomIO. The room is the stand-in room; the caller is in it with their phone line
+published as an audio track. The caller's recorded voice (8 kHz, real time) goes down
+that track into RoomIO's own audio input, through real Silero VAD and the real Deepgram
+plugin to a loopback Deepgram server; the real OpenAI plugin asks a loopback Chat
+Completions server what to say and its speech endpoint for the audio, which RoomIO
+plays into the track it publishes, where the room listens to what the caller hears; the
+transfer reaches a loopback LiveKit server as a real Twirp request. RoomIO closes the
+session when the caller hangs up. Only what the caller says and what the model answers
+are scripted.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
+from livekit import rtc
+from livekit.agents import AgentSession
+from livekit.agents.voice.events import CloseReason
 from livekit.plugins import silero
 
 import prompts
-from agent import build_tts, every_greeting, prepare_call, tts_voice
+from agent import PhoneAssistant, build_tts, every_greeting, prepare_call, tts_voice
 from caller import Caller
 from config import Settings
 from greetings import GreetingAudio
-from tests.support.caller_audio import TRANSCRIPTS
+from tests.support.caller_audio import TRANSCRIPTS, HeardUtterance
 from tests.support.scripted_llm import call, say
 from tests.support.simulated_call import answered, stand_ins
-from tests.support.stand_in_room import phone_caller
+from tests.support.stand_in_room import StandInParticipant, phone_caller
 
 CONFIRM = "I can put you through to our billing team. Would you like that?"
+FRAME_S = 0.01  # what the room hears: 10 ms frames
 
 
 @pytest.fixture(scope="module")
 def vad() -> silero.VAD:
     return silero.VAD.load()
+
+
+async def a_worker_and_a_caller(
+    settings: Settings, vad: silero.VAD
+) -> tuple[AgentSession, PhoneAssistant, StandInParticipant]:
+    """The worker process warms up before the phone rings, then answer_call() builds
+    the caller's session and agent."""
+    greetings = GreetingAudio()
+    await greetings.synthesize(
+        lambda: build_tts(settings), tts_voice(settings), every_greeting(settings), time_limit=5
+    )
+    participant = phone_caller(number="+15551234567")
+    caller = Caller.from_participant(participant)
+    session, agent = prepare_call(settings, caller, vad=vad, greetings=greetings)
+    return session, agent, participant
+
+
+def heard_in_full(utterance: HeardUtterance) -> bool:
+    """Played to the end, and the caller got all of it: as much audible audio as the
+    output says it played, short of the few silent frames the speech itself holds
+    (between sentences)."""
+    return (
+        not utterance.interrupted
+        and utterance.playback_position > 0
+        and utterance.heard_seconds >= utterance.playback_position - 5 * FRAME_S
+    )
 
 
 async def test_a_caller_asks_for_billing_and_is_transferred_after_the_notice(
@@ -40,21 +76,12 @@ async def test_a_caller_asks_for_billing_and_is_transferred_after_the_notice(
         world.deepgram.script(TRANSCRIPTS["billing"], TRANSCRIPTS["yes"])
         world.openai.script(say(CONFIRM), call("transfer_call", destination="billing"))
 
-        # the worker process warms up before the phone rings
-        greetings = GreetingAudio()
-        await greetings.synthesize(
-            lambda: build_tts(settings), tts_voice(settings), every_greeting(settings), time_limit=5
-        )
+        session, agent, participant = await a_worker_and_a_caller(settings, vad)
         tts_requests_before_the_call = len(world.openai.speech_requests)
-
-        # answer_call(), as the worker runs it for this caller
-        participant = phone_caller(number="+15551234567")
-        caller = Caller.from_participant(participant)  # type: ignore[arg-type]
-        session, agent = prepare_call(settings, caller, vad=vad, greetings=greetings)
-        closed = asyncio.Event()
-        session.on("close", lambda _: closed.set())
         async with answered(session, agent, caller=participant, room_name="call-1") as c:
             greeted = await c.playout.finished(1)
+            linked = session.room_io.linked_participant
+            listening_with = session.input.audio and session.input.audio.label
 
             asking = await c.line.speak("billing")
             heard_billing = await world.deepgram.wait_for_final(timeout=5)
@@ -66,14 +93,32 @@ async def test_a_caller_asks_for_billing_and_is_transferred_after_the_notice(
             asked_llm_again = await world.openai.wait_for_chat(2)
             refer = await world.livekit.wait_for_request("TransferSIPParticipant", timeout=10)
             notice = await c.playout.finished(3)
-            await asyncio.wait_for(closed.wait(), 5)  # the transfer ends the call
+            closed = await asyncio.wait_for(asyncio.shield(c.closed), 5)  # the call ends
             ended_by_transfer = list(c.shutdowns)
+            published = list(c.room.local_participant.published)
+            stray = list(c.playout.stray)
+            agent_transcripts = [
+                s.text
+                for s in c.room.local_participant.text_streams
+                if s.topic == "lk.transcription" and s.sender_identity == "agent"
+            ]
+
+    # RoomIO ran the call: it linked the caller, read their track, published the agent's
+    # voice as one microphone track (nothing else: a cold transfer plays no hold music),
+    # and published what the agent said as transcripts.
+    assert linked is not None and linked.identity == participant.identity
+    assert listening_with == "RoomIO"
+    assert [(p.name, p.source) for p in published] == [
+        ("roomio_audio", rtc.TrackSource.SOURCE_MICROPHONE)
+    ]
+    notice_words = prompts.transfer_words("notice", settings.destination("billing"))  # type: ignore[arg-type]
+    greeting = prompts.greeting(settings, line=None)
+    assert agent_transcripts == [greeting, CONFIRM, notice_words]
 
     # The greeting was the audio made before the call, heard in full before the caller spoke.
-    assert not greeted.interrupted and greeted.finished_at is not None
-    assert greeted.finished_at <= asking.started_at
+    assert heard_in_full(greeted)
+    assert greeted.finished_at is not None and greeted.finished_at <= asking.started_at
     spoken_tts = [r.body["input"] for r in world.openai.speech_requests]
-    notice_words = prompts.transfer_words("notice", settings.destination("billing"))  # type: ignore[arg-type]
     # during the call TTS was asked (sentence by sentence) for the two replies, nothing else
     during_the_call = " ".join(spoken_tts[tts_requests_before_the_call:])
     assert during_the_call == f"{CONFIRM} {notice_words}"
@@ -97,18 +142,70 @@ async def test_a_caller_asks_for_billing_and_is_transferred_after_the_notice(
     # The agent's confirmation was spoken (live TTS) after the LLM answered, and heard in
     # full before the caller said yes.
     assert asked_llm.received_at < confirmed.started_at
-    assert not confirmed.interrupted and confirmed.finished_at is not None
-    assert confirmed.finished_at <= agreeing.started_at
+    assert heard_in_full(confirmed)
+    assert confirmed.finished_at is not None and confirmed.finished_at <= agreeing.started_at
 
-    # The notice played in full, then the REFER went out with the configured destination.
-    assert not notice.interrupted and notice.finished_at is not None
+    # The notice played in full, then the REFER went out with the configured destination:
+    # after the output reported the notice over, and after its last sound reached the
+    # caller's end of the room.
+    assert heard_in_full(notice)
     assert asked_llm_again.received_at < notice.started_at
+    assert notice.finished_at is not None and notice.heard_until is not None
     assert refer.received_at >= notice.finished_at
+    assert refer.received_at >= notice.heard_until
     assert refer.message.room_name == "call-1"
     assert refer.message.participant_identity == participant.identity
     assert refer.message.transfer_to == "tel:+15550100101"
 
-    # The call ended with the transfer, and no stand-in was asked for anything unscripted.
-    assert ended_by_transfer
+    # The call ended with the transfer, and no stand-in was asked for anything unscripted;
+    # the caller heard nothing but the agent's three utterances.
+    assert closed.reason == CloseReason.USER_INITIATED
+    assert ended_by_transfer == ["session closed: user_initiated"]
     assert world.unexpected == []
     assert world.openai.remaining == 0 and world.deepgram.scripted == []
+    assert stray == []
+
+
+async def test_the_caller_hangs_up_mid_call_and_roomio_closes_the_session(
+    settings: Settings, vad: silero.VAD
+) -> None:
+    """The caller puts the phone down while the agent is answering them: the framework's
+    RoomIO sees the SIP participant leave (CLIENT_INITIATED) and closes the session,
+    which stops the agent mid-sentence, and the job-end hook ends the job."""
+    async with stand_ins() as world:
+        settings = world.settings(settings)
+        world.deepgram.script(TRANSCRIPTS["billing"])
+        world.openai.script(say(CONFIRM))
+
+        session, agent, participant = await a_worker_and_a_caller(settings, vad)
+        async with answered(session, agent, caller=participant, room_name="call-2") as c:
+            await c.playout.finished(1)
+            await c.line.speak("billing")
+            answering = await c.playout.started(2)
+            await asyncio.sleep(0.4)  # a few words in
+
+            c.room.hang_up(participant.identity)
+            hung_up_at = time.monotonic()
+            closed = await asyncio.wait_for(asyncio.shield(c.closed), 5)
+            cut_off = await c.playout.finished(2)
+            ended = list(c.shutdowns)
+            (mic,) = c.room.microphones
+            phone_put_down = mic.closed and c.line.closed
+            (voice,) = c.room.local_participant.published
+            assert voice.audio is not None
+            heard_after = [h.at for h in voice.audio.frames if h.audible and h.at > hung_up_at]
+
+    assert closed.reason == CloseReason.PARTICIPANT_DISCONNECTED
+    assert ended == ["session closed: participant_disconnected"]  # the job-end hook ran
+
+    # The agent stopped mid-sentence: the answer was cut off soon after the hang-up.
+    assert answering is cut_off and cut_off.interrupted
+    assert cut_off.finished_at is not None and cut_off.finished_at - hung_up_at < 0.2
+    assert 0.2 < cut_off.heard_seconds < 1.2
+    assert all(at - hung_up_at < 0.1 for at in heard_after)  # then the track went quiet
+
+    # The caller's track went away with them, and their line was put down.
+    assert phone_put_down
+    assert participant.disconnect_reason == rtc.DisconnectReason.CLIENT_INITIATED
+    assert world.livekit.requests == []  # nothing was transferred
+    assert world.unexpected == [] and world.openai.remaining == 0

@@ -2,17 +2,22 @@
 
 ``StandIns`` runs the three services a call talks to as loopback servers speaking their
 real wire protocols: OpenAI (LLM and TTS), Deepgram (STT) and the LiveKit server API
-(transfers). ``answered()`` then connects a real AgentSession, built with ``agent.py``'s
-own ``build_session()`` and real Silero VAD, to a caller's phone line (``CallerLine``:
-recorded speech at 8 kHz, in real time) and an audio output that plays in real time
-(``PlayoutClock``). What the call does is decided by the scripts given to the stand-ins.
+(transfers). ``answered()`` then starts a real AgentSession, built with ``agent.py``'s
+own ``prepare_call()`` and real Silero VAD, the way ``answer_call`` does: with the room,
+through the framework's RoomIO. The room is the stand-in room (``StandInRoom``) with the
+caller in it: the caller's phone line (``CallerLine``: recorded speech at 8 kHz, in real
+time) is their published audio track, which RoomIO reads as it reads a SIP caller's; the
+agent's voice is the track RoomIO publishes, which the room listens to (``Earpiece``).
+What the call does is decided by the scripts given to the stand-ins.
 
-The whole-call test and the benchmarks (bench/) both use it, so the figures the bench
-prints come from the same code path the test checks.
+The whole-call test uses it. The benchmarks (bench/) answer calls with their own copy of
+the earlier wiring (``CallerLine`` as the session's input, ``PlayoutClock`` as its
+output, no RoomIO), so their figures stay comparable between runs.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import os
 from collections.abc import AsyncIterator
@@ -20,14 +25,15 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from unittest import mock
 
-from livekit.agents import Agent, AgentSession, JobContext
+from livekit import rtc
+from livekit.agents import Agent, AgentSession, JobContext, room_io
 from livekit.agents.testing import fake_job_context
 from livekit.agents.utils import http_context
+from livekit.agents.voice.events import CloseEvent
 
 from agent import end_job_when_session_closes
 from config import Settings
-from tests.support.audio import PlayoutClock
-from tests.support.caller_audio import CallerLine
+from tests.support.caller_audio import CallerLine, Earpiece
 from tests.support.deepgram_server import LoopbackDeepgram
 from tests.support.livekit_server import LoopbackLiveKit
 from tests.support.openai_server import LoopbackOpenAI
@@ -88,29 +94,49 @@ async def stand_ins(
 @dataclass
 class AnsweredCall:
     session: AgentSession
-    line: CallerLine  # what the agent hears: ``await call.line.speak("yes")``
-    playout: PlayoutClock  # what the caller hears, with when each utterance played
+    line: CallerLine  # what the caller says: ``await call.line.speak("yes")``
+    playout: Earpiece  # what the caller hears, with when each utterance played
     room: StandInRoom
     job: JobContext
-    shutdowns: list[str] = field(default_factory=list)
+    shutdowns: list[str] = field(default_factory=list)  # why the worker would end the job
+    closed: asyncio.Future[CloseEvent] = field(default_factory=asyncio.Future)
+
+    def _on_close(self, ev: CloseEvent) -> None:
+        if not self.closed.done():
+            self.closed.set_result(ev)
 
 
 @asynccontextmanager
 async def answered(
     session: AgentSession, agent: Agent, *, caller: StandInParticipant, room_name: str
 ) -> AsyncIterator[AnsweredCall]:
-    """The call from the moment the agent answers (``session.start``) to hang-up."""
-    room = StandInRoom(room_name, caller)
+    """The call from the moment the agent answers (``session.start``) to hang-up.
+
+    The caller is in the room with their phone line published; the session starts as
+    ``answer_call`` starts it, with the room and RoomIO linked to the caller. Leaving
+    closes the session (if the call has not ended already), then frees the room's audio.
+    """
+    room = StandInRoom(room_name, caller, listen=True)
     line = CallerLine()
-    playout = PlayoutClock()
-    session.input.audio = line
-    session.output.audio = playout
     async with AsyncExitStack() as stack:
-        job = stack.enter_context(fake_job_context(room=room.as_room()))
-        call = AnsweredCall(session, line, playout, room, job)
-        job._on_shutdown = call.shutdowns.append  # the worker would end the job here
-        end_job_when_session_closes(session, job)
+        stack.push_async_callback(room.aclose)
+        job = stack.enter_context(fake_job_context(room=room))
+        call = AnsweredCall(session, line, Earpiece.listen_to(session, room), room, job)
+        # the worker ends the job when asked to, and when its room disconnects
+        job._on_shutdown = call.shutdowns.append
+        room.on("disconnected", lambda reason: call.shutdowns.append(_room_left(reason)))
+        session.on("close", call._on_close)
+        end_job_when_session_closes(session, job)  # the job-end hook, as answer_call wires it
         await stack.enter_async_context(line)
+        room.publish_microphone(caller.identity, line)
         await stack.enter_async_context(session)
-        await session.start(agent)
+        await session.start(
+            agent=agent,
+            room=room,
+            room_options=room_io.RoomOptions(participant_identity=caller.identity),
+        )
         yield call
+
+
+def _room_left(reason: rtc.DisconnectReason.ValueType) -> str:
+    return f"room disconnected: {rtc.DisconnectReason.Name(reason)}"
