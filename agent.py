@@ -150,9 +150,13 @@ def end_job_when_session_closes(session: AgentSession, ctx: JobContext) -> None:
 
 
 def prewarm(proc: JobProcess) -> None:
+    from privacy import install_log_masking, secret_values
+
     # main() already validated this configuration (and reported every problem); job
     # processes re-read it because they do not share the main process's memory.
     settings = load_settings(os.environ, need_livekit=False)
+    # This process's root handler forwards records to the main process: mask them here.
+    install_log_masking(secret_values(settings.secrets))
     proc.userdata["settings"] = settings
     proc.userdata["vad"] = silero.VAD.load()
     greetings = GreetingAudio()
@@ -184,7 +188,12 @@ async def answer_call(ctx: JobContext) -> None:
     participant = await find_caller(ctx)
     await await_sip_attributes(ctx.room, participant, wait=settings.attributes_timeout)
     caller = Caller.from_participant(participant)
-    ctx.log_context_fields = {"room": ctx.room.name, "caller": caller.identity}
+    from privacy import safe_name  # the room name and identity carry the caller's number
+
+    ctx.log_context_fields = {
+        "room": safe_name(ctx.room.name),
+        "caller": safe_name(caller.identity),
+    }
 
     session, agent = prepare_call(
         settings,
@@ -243,15 +252,22 @@ def _startup_settings(command: str) -> Settings:
 
 
 def main(argv: list[str]) -> None:
+    from privacy import install_log_masking, secret_values
+
     load_dotenv(Path(__file__).with_name(".env.local"))
     command = next((arg for arg in argv[1:] if not arg.startswith("-")), None)
     if command == "check":  # preflight: would a call reach this agent? (preflight.py)
         import preflight
 
         sys.exit(preflight.run(os.environ))
+    settings = None
     if command in _CALL_COMMANDS:
         settings = _startup_settings(command)
         server.rtc_session(answer_call, agent_name=settings.agent_name)
+    # Room names and identities carry callers' numbers: mask every log handler once the
+    # CLI has made them (dev, start, console), before the first job request is logged.
+    secrets = secret_values(settings.secrets) if settings else ()
+    server.once("worker_started", lambda: install_log_masking(secrets))
     # The framework marks its built-in CLI deprecated in favour of `lk agent`, but it is
     # still the way to run `agent.py dev|start|console`, which this project documents.
     warnings.filterwarnings("ignore", "the built-in Python CLI", DeprecationWarning)

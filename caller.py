@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from livekit import rtc
 from livekit.agents import JobContext
 
-from config import LANGUAGE_CODE, Line, Settings
+import languages
+from config import Line, Settings
+from privacy import mask_number, safe_name, safe_repr
 
 logger = logging.getLogger("phone-assistant.caller")
 
@@ -28,16 +31,8 @@ LANGUAGE_ATTRIBUTE = "assistant.language"
 
 _HIDDEN_NUMBERS = {"", "anonymous", "restricted", "private", "unavailable", "unknown"}
 
-
-def mask_number(number: str | None) -> str:
-    """``+15551234567`` -> ``+1******4567``: enough to tell calls apart in a log, not
-    enough to identify a person."""
-    if not number:
-        return "<hidden>"
-    if len(number) <= 6:
-        return "*" * len(number)
-    head = 2 if number.startswith("+") else 1
-    return number[:head] + "*" * (len(number) - head - 4) + number[-4:]
+# A number we may present to someone else as the caller's: E.164, ASCII digits only.
+_E164 = re.compile(r"\+[1-9][0-9]{6,14}", re.ASCII)
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,15 +56,25 @@ class Caller:
         return None if number.lower() in _HIDDEN_NUMBERS else number
 
     @property
+    def caller_id(self) -> str | None:
+        """The caller's number if it may be shown as caller ID to someone we dial for
+        them (warm transfer): only an E.164 number in ASCII digits, else None."""
+        number = self.phone_number
+        return number if number and _E164.fullmatch(number) else None
+
+    @property
     def dialed_number(self) -> str | None:
         return self.attributes.get("sip.trunkPhoneNumber") or None
 
     def describe(self) -> str:
+        """For logs: identities carry the number by default (``sip_+15551234567``), so
+        they are masked like the numbers."""
+        who = safe_name(self.identity)
         if not self.is_phone:
-            return f"{self.identity} (not a phone call)"
+            return f"{who} (not a phone call)"
         return (
-            f"{self.identity} (phone, from {mask_number(self.phone_number)} "
-            f"to {mask_number(self.dialed_number)})"
+            f"{who} (phone, from {safe_name(mask_number(self.phone_number))} "
+            f"to {safe_name(mask_number(self.dialed_number))})"
         )
 
 
@@ -105,7 +110,7 @@ async def await_sip_attributes(
     except TimeoutError:
         logger.warning(
             "SIP caller %s has no sip.* attributes after %.1fs; using the default line",
-            participant.identity,
+            safe_name(participant.identity),
             wait,
         )
     finally:
@@ -125,7 +130,11 @@ def resolve_line(caller: Caller, settings: Settings) -> Line | None:
         for line in settings.lines:
             if line.id == wanted:
                 return line
-        logger.warning("%s=%r names no configured line; matching by number", LINE_ATTRIBUTE, wanted)
+        logger.warning(
+            "%s=%s names no configured line; matching by number",
+            LINE_ATTRIBUTE,
+            safe_repr(wanted),
+        )
     dialed = caller.dialed_number
     return next((line for line in settings.lines if dialed and line.number == dialed), None)
 
@@ -148,9 +157,15 @@ def choose_stt(caller: Caller, line: Line | None, settings: Settings) -> SttChoi
     if not caller.is_phone:
         return SttChoice(models.stt_general, models.language, "not a phone call")
 
+    # Only a code our speech-to-text knows: the value goes into the Deepgram request and,
+    # as a language name, into the instructions.
     requested = caller.attributes.get(LANGUAGE_ATTRIBUTE)
-    if requested is not None and not LANGUAGE_CODE.match(requested):
-        logger.warning("ignoring %s=%r: not a language code", LANGUAGE_ATTRIBUTE, requested)
+    if requested is not None and not languages.is_supported(requested):
+        logger.warning(
+            "ignoring %s=%s: not a language code the speech-to-text supports",
+            LANGUAGE_ATTRIBUTE,
+            safe_repr(requested),
+        )
         requested = None
     language = requested or (line.language if line else None) or models.language
     where = f"line {line.id}" if line else "default line"

@@ -13,28 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from config import Destination, Line, Settings
+from languages import LANGUAGE_NAMES
 
 PROMPTS_DIR = Path(__file__).parent
 
-# Names of the languages a line may speak, for the instructions ("Speak Spanish").
-_LANGUAGE_NAMES = {
-    "en": "English",
-    "es": "Spanish",
-    "fr": "French",
-    "de": "German",
-    "it": "Italian",
-    "pt": "Portuguese",
-    "nl": "Dutch",
-    "ja": "Japanese",
-    "ko": "Korean",
-    "zh": "Chinese",
-    "hi": "Hindi",
-    "ru": "Russian",
-    "pl": "Polish",
-    "sv": "Swedish",
-    "tr": "Turkish",
-    "multi": "the caller's language",
-}
+# A language's name, for the instructions ("Speak Spanish"); a code without a name (a
+# line configured with one) gets a neutral phrase, never the code itself.
+NEUTRAL_LANGUAGE = "the language the caller speaks"
 
 
 class PromptError(Exception):
@@ -91,7 +76,9 @@ def render_section(name: str, section: str, **values: Any) -> str:
 
 
 def language_name(language: str) -> str:
-    return _LANGUAGE_NAMES.get(language.split("-")[0].lower(), language)
+    """The name for a language code, only ever one from languages.LANGUAGE_NAMES."""
+    base = language.split("-")[0].lower() if isinstance(language, str) else ""
+    return LANGUAGE_NAMES.get(base, NEUTRAL_LANGUAGE)
 
 
 def destination_list(destinations: Iterable[Destination]) -> str:
