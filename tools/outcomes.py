@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 import aiohttp
+from google.protobuf.message import DecodeError
 from livekit import api
 
 
@@ -83,11 +84,18 @@ def from_sip_status(code: int | None, status: str | None, reason: str | None = N
 
 
 def classify(error: BaseException) -> Failure:
-    """Any exception a transfer request can raise, as a Failure."""
+    """Any exception a transfer request can raise, as a Failure.
+
+    An error that may have come after the server acted is an unknown outcome, not a
+    failure: an HTTP 5xx without a SIP status (a proxy timing out while the phone rings
+    answers 504), an answer that cannot be decoded, a dropped connection, a timeout. The
+    call may have been transferred, or the dialed phone may be ringing."""
     if isinstance(error, api.SipCallError):
         return from_sip_status(error.sip_status_code, error.sip_status, error.sip_transfer_reason)
     if isinstance(error, api.TwirpError):
         detail = f"LiveKit API error {error.code} (HTTP {error.status}): {error.message}"
+        if error.status >= 500:
+            return _unknown(detail)
         if error.status == 401 or error.code == "unauthenticated":
             advice = "LiveKit rejected the credentials: check LIVEKIT_API_KEY / LIVEKIT_API_SECRET"
         elif error.code == "permission_denied":
@@ -98,17 +106,26 @@ def classify(error: BaseException) -> Failure:
             advice = "the LiveKit server refused the request"
         return Failure(Outcome.FAILED, detail, advice)
     if isinstance(error, asyncio.TimeoutError | TimeoutError):
-        return Failure(
-            Outcome.FAILED,
-            "no answer from the LiveKit server in time",
-            "the outcome is unknown (the call may still have been transferred), so it is "
-            "not retried automatically; check the LiveKit server and SIP service logs",
-            outcome_known=False,
-        )
-    if isinstance(error, aiohttp.ClientError):
+        return _unknown("no answer from the LiveKit server in time")
+    if isinstance(error, DecodeError):
+        return _unknown(f"the LiveKit server's answer could not be decoded ({error})")
+    if isinstance(error, aiohttp.ClientConnectorError):
+        # the request never reached the server: nothing happened
         return Failure(
             Outcome.FAILED,
             f"could not reach the LiveKit server: {error}",
             "check LIVEKIT_URL and that the server is reachable from the worker",
         )
+    if isinstance(error, aiohttp.ClientError):
+        return _unknown(f"the connection to the LiveKit server broke: {type(error).__name__}")
     return Failure(Outcome.FAILED, f"{type(error).__name__}: {error}", "unexpected error")
+
+
+def _unknown(detail: str) -> Failure:
+    return Failure(
+        Outcome.FAILED,
+        detail,
+        "the outcome is unknown (the request may have been carried out), so it is not "
+        "retried automatically; check the LiveKit server and SIP service logs",
+        outcome_known=False,
+    )
