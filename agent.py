@@ -1,13 +1,17 @@
-"""Phone assistant worker: every inbound call is one job and one AgentSession.
+"""Phone assistant worker: every inbound call is one job, one lifecycle, one AgentSession.
 
 The call path, top to bottom:
-  main()        validates config, registers the entrypoint under the configured agent
-                name (SIP dispatch rules dispatch by name), runs the LiveKit CLI.
+  main()        validates config (and that Silero VAD loads), registers the entrypoint under
+                the configured agent name (SIP dispatch rules dispatch by name), masks phone
+                numbers in every log line, runs the LiveKit CLI.
   prewarm()     once per worker process: load config, the Silero VAD and the OpenAI
-                clients, and synthesize the greetings so callers hear the agent without
-                waiting for TTS.
-  answer_call() once per call: find the SIP caller, choose STT for their line, start the
-                session; the agent greets the caller, talks, transfers or ends the call.
+                clients, and synthesize the greetings and the apologies, so callers hear
+                the agent without waiting for TTS (and an apology even when TTS is down).
+  answer_call() once per call: find the SIP caller; open the call's lifecycle, which
+                decides how the call ends (lifecycle.py); choose STT for their line; start
+                the session with the room. The agent greets the caller, talks, transfers
+                (tools/) or ends the call; if it cannot go on, the caller hears an apology
+                and is handed on (rescue.py).
 
 Run: uv run agent.py dev | start | console [--text] | check | download-files | --help
 """
@@ -19,7 +23,7 @@ import logging
 import os
 import sys
 import warnings
-from collections.abc import AsyncIterable
+from collections.abc import AsyncIterable, Callable
 from pathlib import Path
 
 from dotenv import load_dotenv
@@ -36,15 +40,21 @@ from livekit.agents import (
 )
 from livekit.agents import llm as agents_llm
 from livekit.agents import tts as agents_tts
-from livekit.agents.beta.tools import EndCallTool
-from livekit.agents.voice.events import CloseEvent
-from livekit.plugins import deepgram, openai, silero
+from livekit.agents.llm import Toolset
+from livekit.plugins import silero
 
 import prompts
 from caller import Caller, SttChoice, await_sip_attributes, choose_stt, find_caller, resolve_line
 from config import ConfigError, Settings, load_settings
 from greetings import GreetingAudio, Voice
-from tools import transfer_tools
+from lifecycle import CallLifecycle
+from models import SESSION_CONNECT, build_llm, build_stt, build_tts
+from privacy import install_log_masking, safe_name, secret_values
+from rescue import ApologyAudio, CallRescue
+from server_api import CallServer
+from tools.cold_transfer import ColdTransferTool
+from tools.end_call import EndCall
+from tools.warm_transfer import WarmTransferTool
 
 logger = logging.getLogger("phone-assistant")
 
@@ -66,16 +76,14 @@ class PhoneAssistant(Agent):
         settings: Settings,
         *,
         caller: Caller,
+        lifecycle: CallLifecycle,
         language: str,
         greeting: str,
         greeting_audio: AsyncIterable[rtc.AudioFrame] | None = None,
     ) -> None:
         super().__init__(
             instructions=prompts.instructions(settings, language),
-            tools=[
-                EndCallTool(delete_room=True, ignore_on_enter=True),
-                *transfer_tools(settings, caller),
-            ],
+            tools=call_tools(settings, caller, lifecycle),
         )
         self._greeting = greeting
         self._greeting_audio = greeting_audio
@@ -91,6 +99,16 @@ class PhoneAssistant(Agent):
         )
 
 
+def call_tools(settings: Settings, caller: Caller, lifecycle: CallLifecycle) -> list[Toolset]:
+    """end_call always; a transfer tool for each transfer mode a destination allows."""
+    tools: list[Toolset] = [EndCall(lifecycle)]
+    if settings.destinations_for("cold"):
+        tools.append(ColdTransferTool(settings.destinations, caller, lifecycle))
+    if settings.destinations_for("warm"):
+        tools.append(WarmTransferTool(settings, caller, lifecycle))
+    return tools
+
+
 def build_session(
     settings: Settings,
     stt: SttChoice,
@@ -100,35 +118,12 @@ def build_session(
     tts: agents_tts.TTS | None = None,
 ) -> AgentSession:
     """``llm`` and ``tts`` are the ones prewarm built, if any (see ``prewarm``)."""
-    secrets = settings.secrets
-    # The plugin's own default URL (Deepgram's cloud) unless DEEPGRAM_BASE_URL is set.
-    deepgram_url = {"base_url": secrets.deepgram_base_url} if secrets.deepgram_base_url else {}
     return AgentSession(
-        stt=deepgram.STT(
-            model=stt.model, language=stt.language, api_key=secrets.deepgram_api_key, **deepgram_url
-        ),
+        stt=build_stt(settings, stt, vad),
         llm=llm or build_llm(settings),
         tts=tts or build_tts(settings),
         vad=vad,
-    )
-
-
-def build_llm(settings: Settings) -> agents_llm.LLM:
-    return openai.LLM(
-        model=settings.models.llm,
-        api_key=settings.secrets.openai_api_key,
-        base_url=settings.secrets.openai_base_url or NOT_GIVEN,
-    )
-
-
-def build_tts(settings: Settings) -> agents_tts.TTS:
-    # Raw PCM: no decoder to start and nothing to decode before the first audio frame.
-    return openai.TTS(
-        model=settings.models.tts,
-        voice=settings.models.voice,
-        response_format="pcm",
-        api_key=settings.secrets.openai_api_key,
-        base_url=settings.secrets.openai_base_url or NOT_GIVEN,
+        conn_options=SESSION_CONNECT,
     )
 
 
@@ -140,18 +135,13 @@ def every_greeting(settings: Settings) -> set[str]:
     return {prompts.greeting(settings, line) for line in (None, *settings.lines)}
 
 
-def end_job_when_session_closes(session: AgentSession, ctx: JobContext) -> None:
-    """The caller hung up, was transferred, or the agent ended the call: nothing is
-    left to do in this room, so the job ends rather than idling with no one to talk to."""
-
-    @session.on("close")
-    def _on_close(ev: CloseEvent) -> None:
-        ctx.shutdown(reason=f"session closed: {ev.reason.value}")
+def made_ahead(settings: Settings) -> set[str]:
+    """What prewarm synthesizes: every greeting, and the apologies of a call that cannot
+    go on (those must play even when text-to-speech is what failed)."""
+    return every_greeting(settings) | set(prompts.every_failure_words(settings))
 
 
 def prewarm(proc: JobProcess) -> None:
-    from privacy import install_log_masking, secret_values
-
     # main() already validated this configuration (and reported every problem); job
     # processes re-read it because they do not share the main process's memory.
     settings = load_settings(os.environ, need_livekit=False)
@@ -165,7 +155,7 @@ def prewarm(proc: JobProcess) -> None:
             greetings.synthesize(
                 lambda: build_tts(settings),
                 tts_voice(settings),
-                every_greeting(settings),
+                made_ahead(settings),
                 time_limit=GREETING_SYNTHESIS_TIMEOUT_S,
             )
         )
@@ -184,36 +174,77 @@ server = AgentServer(setup_fnc=prewarm, drain_timeout=DRAIN_TIMEOUT_S)
 
 async def answer_call(ctx: JobContext) -> None:
     settings: Settings = ctx.proc.userdata["settings"]
+    greetings: GreetingAudio = ctx.proc.userdata["greetings"]
 
     participant = await find_caller(ctx)
-    await await_sip_attributes(ctx.room, participant, wait=settings.attributes_timeout)
     caller = Caller.from_participant(participant)
-    from privacy import safe_name  # the room name and identity carry the caller's number
-
+    # the room name and the identity carry the caller's number
     ctx.log_context_fields = {
         "room": safe_name(ctx.room.name),
         "caller": safe_name(caller.identity),
     }
 
+    # From here on the lifecycle decides how the call ends, whatever happens below.
+    server = None if ctx.is_fake_job() else CallServer.from_settings(settings, ctx.room.name)
+    lifecycle = open_call(
+        settings, ctx.room, caller, greetings, server=server, end_job=ctx.shutdown
+    )
+    ctx.add_shutdown_callback(lifecycle.on_job_shutdown)
+
+    await await_sip_attributes(ctx.room, participant, wait=settings.attributes_timeout)
+    caller = Caller.from_participant(participant)  # with the sip.* attributes that came late
     session, agent = prepare_call(
         settings,
         caller,
+        lifecycle,
         vad=ctx.proc.userdata["vad"],
-        greetings=ctx.proc.userdata["greetings"],
+        greetings=greetings,
         llm=ctx.proc.userdata["llm"],
         tts=ctx.proc.userdata["tts"],
     )
-    end_job_when_session_closes(session, ctx)
-    await session.start(
-        agent=agent,
-        room=ctx.room,
-        room_options=room_io.RoomOptions(participant_identity=caller.identity),
-    )
+    await start_session(session, agent, ctx.room, caller, lifecycle)
+
+
+async def start_session(
+    session: AgentSession,
+    agent: PhoneAssistant,
+    room: rtc.Room,
+    caller: Caller,
+    lifecycle: CallLifecycle,
+) -> None:
+    """Start the session with the room: the framework's RoomIO links it to the caller
+    (their audio in, the agent's voice out) and closes it when they hang up. A session
+    that cannot start leaves the caller to the lifecycle's rescue, not to silence."""
+    try:
+        await session.start(
+            agent=agent,
+            room=room,
+            room_options=room_io.RoomOptions(participant_identity=caller.identity),
+        )
+    except Exception:
+        logger.exception("the agent session could not start")
+        lifecycle.cannot_go_on("the agent session could not start")
+
+
+def open_call(
+    settings: Settings,
+    room: rtc.Room,
+    caller: Caller,
+    greetings: GreetingAudio,
+    *,
+    server: CallServer | None,
+    end_job: Callable[[str], None],
+) -> CallLifecycle:
+    """The call's lifecycle, with the rescue it runs if the agent cannot go on."""
+    audio = ApologyAudio(greetings, tts_voice(settings), lambda: build_tts(settings))
+    rescue = CallRescue(settings, room=room, caller=caller.identity, server=server, audio=audio)
+    return CallLifecycle(room, caller.identity, server=server, end_job=end_job, rescue=rescue)
 
 
 def prepare_call(
     settings: Settings,
     caller: Caller,
+    lifecycle: CallLifecycle,
     *,
     vad: silero.VAD,
     greetings: GreetingAudio,
@@ -221,8 +252,8 @@ def prepare_call(
     tts: agents_tts.TTS | None = None,
 ) -> tuple[AgentSession, PhoneAssistant]:
     """The session and agent for one caller: their line decides the STT model and the
-    greeting. Apart from answer_call so the whole-call test and the bench build calls
-    exactly as the worker does."""
+    greeting; the lifecycle follows the session. Apart from answer_call so the whole-call
+    test and the bench build calls exactly as the worker does."""
     line = resolve_line(caller, settings)
     stt = choose_stt(caller, line, settings)
     logger.info(
@@ -232,11 +263,14 @@ def prepare_call(
     agent = PhoneAssistant(
         settings,
         caller=caller,
+        lifecycle=lifecycle,
         language=stt.language,
         greeting=greeting,
         greeting_audio=greetings.replay(greeting, tts_voice(settings)),
     )
-    return build_session(settings, stt, vad, llm=llm, tts=tts), agent
+    session = build_session(settings, stt, vad, llm=llm, tts=tts)
+    lifecycle.watch(session)
+    return session, agent
 
 
 def _startup_settings(command: str) -> Settings:
@@ -248,12 +282,27 @@ def _startup_settings(command: str) -> Settings:
     except (ConfigError, prompts.PromptError) as e:
         print(f"\n{e}\n", file=sys.stderr)
         sys.exit(2)
+    if (problem := vad_problem()) is not None:
+        print(f"\n{problem}\n", file=sys.stderr)
+        sys.exit(2)
     return settings
 
 
-def main(argv: list[str]) -> None:
-    from privacy import install_log_masking, secret_values
+def vad_problem() -> str | None:
+    """Every call needs Silero VAD: if it cannot load here, it cannot load in a job
+    process either, and every call would fail after the caller was connected."""
+    try:
+        silero.VAD.load()
+    except Exception as error:
+        return (
+            f"Silero VAD could not be loaded ({type(error).__name__}: {error}). Every call "
+            "needs it: reinstall the dependencies (uv sync --locked) and check that "
+            "onnxruntime works on this machine."
+        )
+    return None
 
+
+def main(argv: list[str]) -> None:
     load_dotenv(Path(__file__).with_name(".env.local"))
     command = next((arg for arg in argv[1:] if not arg.startswith("-")), None)
     if command == "check":  # preflight: would a call reach this agent? (preflight.py)

@@ -19,7 +19,7 @@ import asyncio
 import dataclasses
 import math
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
@@ -191,8 +191,10 @@ class CallParts:
     session: AgentSession
     agent: Agent
     caller: StandInParticipant
-    # what the entrypoint does with the job besides starting the session
-    on_job: Callable[[AgentSession, JobContext], None] | None = None
+    # the room the entrypoint built its call around, if it needs one before the start
+    room: StandInRoom | None = None
+    # what the job does on its way out (a shutdown callback), if anything
+    on_end: Callable[[], Awaitable[None]] | None = None
 
 
 class Contender(Protocol):
@@ -205,9 +207,16 @@ class Contender(Protocol):
         ...
 
     def parts(
-        self, settings: Settings, *, n: int, cached_greeting: bool = True, prewarmed: Any = None
+        self,
+        settings: Settings,
+        *,
+        n: int,
+        room_name: str,
+        cached_greeting: bool = True,
+        prewarmed: Any = None,
     ) -> CallParts:
-        """A new session and agent for call ``n``, as the job's entrypoint would build them."""
+        """A new session and agent for call ``n`` in room ``room_name``, as the job's
+        entrypoint would build them."""
         ...
 
 
@@ -222,12 +231,12 @@ class Ours:
     @classmethod
     async def warmed(cls, settings: Settings, vad: silero.VAD) -> Ours:
         """As ``agent.prewarm`` leaves a job process: greetings synthesized before any call."""
-        from agent import build_tts, every_greeting, tts_voice
+        from agent import build_tts, made_ahead, tts_voice
         from greetings import GreetingAudio
 
         greetings = GreetingAudio()
         await greetings.synthesize(
-            lambda: build_tts(settings), tts_voice(settings), every_greeting(settings), time_limit=6
+            lambda: build_tts(settings), tts_voice(settings), made_ahead(settings), time_limit=6
         )
         if not len(greetings):
             raise RuntimeError("greeting synthesis failed against the stand-ins")
@@ -240,23 +249,41 @@ class Ours:
         return build_llm(settings), build_tts(settings)
 
     def parts(
-        self, settings: Settings, *, n: int, cached_greeting: bool = True, prewarmed: Any = None
+        self,
+        settings: Settings,
+        *,
+        n: int,
+        room_name: str,
+        cached_greeting: bool = True,
+        prewarmed: Any = None,
     ) -> CallParts:
-        from agent import end_job_when_session_closes, prepare_call
+        from agent import prepare_call
         from caller import Caller
         from greetings import GreetingAudio
+        from lifecycle import CallLifecycle
+        from server_api import CallServer
 
         participant = phone_caller(identity=f"sip_caller_{n}", number="+15551234567")
+        room = StandInRoom(room_name, participant)
+        # the call's lifecycle as answer_call opens it (its rescue aside: the bench ends its
+        # calls by closing their sessions, which would otherwise read as a failure)
+        server = CallServer.from_settings(settings, room_name)
+        lifecycle = CallLifecycle(room, participant.identity, server=server, end_job=_ended)
         llm, tts = prewarmed or self.prewarmed(settings)
         session, agent = prepare_call(
             settings,
-            Caller.from_participant(participant),  # type: ignore[arg-type]
+            Caller.from_participant(participant),
+            lifecycle,
             vad=self.vad,
             greetings=self.greetings if cached_greeting else GreetingAudio(),
             llm=llm,
             tts=tts,
         )
-        return CallParts(session, agent, participant, on_job=end_job_when_session_closes)
+        return CallParts(session, agent, participant, room=room, on_end=lifecycle.on_job_shutdown)
+
+
+def _ended(reason: str) -> None:
+    """The bench ends its calls itself (it closes their sessions)."""
 
 
 @dataclass
@@ -270,7 +297,13 @@ class Baseline:
         return None  # the starter builds its providers in the entrypoint, per call
 
     def parts(
-        self, settings: Settings, *, n: int, cached_greeting: bool = True, prewarmed: Any = None
+        self,
+        settings: Settings,
+        *,
+        n: int,
+        room_name: str,
+        cached_greeting: bool = True,
+        prewarmed: Any = None,
     ) -> CallParts:
         participant = phone_caller(identity=f"sip_caller_{n}", number="+15551234567")
         destination = settings.destination(TRANSFER_TO)
@@ -346,7 +379,7 @@ async def answer(parts: CallParts, *, room_name: str) -> AsyncIterator[Call]:
     waits for a last transcript), so the bench lets calls close in the background
     (``Closing``) instead of waiting for each.
     """
-    room = StandInRoom(room_name, parts.caller)
+    room = parts.room or StandInRoom(room_name, parts.caller)
     line, playout, session = CallerLine(), PlayoutClock(), parts.session
     session.input.audio = line
     session.output.audio = playout
@@ -354,11 +387,11 @@ async def answer(parts: CallParts, *, room_name: str) -> AsyncIterator[Call]:
         job = stack.enter_context(fake_job_context(room=room.as_room()))
         current = Call(session, line, playout, room, job)
         job._on_shutdown = current.shutdowns.append  # the worker would end the job here
-        if parts.on_job is not None:
-            parts.on_job(session, job)
         session.on("conversation_item_added", current.on_item)
         await stack.enter_async_context(line)
         await stack.enter_async_context(session)
+        if parts.on_end is not None:  # the job's end comes before the session's close
+            stack.push_async_callback(parts.on_end)
         current.start_called_at = time.monotonic()
         await session.start(parts.agent)
         yield current
@@ -415,8 +448,10 @@ class TalkingCall:
         try:
             await asyncio.sleep(delay)
             async with self.pool.line(self.config) as address:
-                parts = self.contender.parts(line_settings(self.base, address), n=self.n)
-                async with answer(parts, room_name=f"{self.contender.name}-call-{self.n}") as c:
+                room_name = f"{self.contender.name}-call-{self.n}"
+                settings = line_settings(self.base, address)
+                parts = self.contender.parts(settings, n=self.n, room_name=room_name)
+                async with answer(parts, room_name=room_name) as c:
                     if await _unless(stop, c.playout.finished(1)):  # the greeting
                         while not stop.is_set():
                             turn = await _unless(stop, self._turn(c, len(self.heard), gap))
@@ -580,7 +615,13 @@ async def greeting_latency(
                 settings = line_settings(base, address)
                 prewarmed = contender.prewarmed(settings)  # before the call, as prewarm does
                 building = time.monotonic()
-                parts = contender.parts(settings, n=n, cached_greeting=cached, prewarmed=prewarmed)
+                parts = contender.parts(
+                    settings,
+                    n=n,
+                    room_name=f"{contender.name}-greet-{n}",
+                    cached_greeting=cached,
+                    prewarmed=prewarmed,
+                )
                 build = time.monotonic() - building
                 async with answer(parts, room_name=f"{contender.name}-greet-{n}") as current:
                     first = await current.playout.started(1)
@@ -613,7 +654,7 @@ async def transfer_latency(
         try:
             await asyncio.sleep(delay)
             async with pool.line(config) as address:
-                parts = contender.parts(line_settings(base, address), n=n)
+                parts = contender.parts(line_settings(base, address), n=n, room_name=room_name)
                 async with answer(parts, room_name=room_name) as current:
                     await current.playout.finished(1)  # the greeting
                     await current.line.speak(CALLER_SAYS)  # "Yes, please." -> transfer_call

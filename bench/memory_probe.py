@@ -68,8 +68,9 @@ async def active_calls(
     tasks: list[asyncio.Task[None]] = []
 
     async def run_call(i: int) -> None:
-        parts = contender.parts(line_settings(settings, lines[i]), n=i)
-        async with answer(parts, room_name=f"{contender.name}-memory-{i}") as current:
+        room_name = f"{contender.name}-memory-{i}"
+        parts = contender.parts(line_settings(settings, lines[i]), n=i, room_name=room_name)
+        async with answer(parts, room_name=room_name) as current:
             await current.playout.finished(1)  # the greeting
             while not stop.is_set():
                 await asyncio.sleep(gap)

@@ -748,7 +748,7 @@ async def run(plan: Plan) -> dict[str, Any]:
         pool = LinePool(stand_ins)
         async with pool.line(talk_line(llm_ttft=0, tts_ttfb=0, stt_latency=0)) as line:
             ours = await Ours.warmed(line_settings(base, line), vad)
-            probe = ours.parts(line_settings(base, line), n=0).session
+            probe = ours.parts(line_settings(base, line), n=0, room_name="probe").session
             session = {
                 "turn_detection": getattr(probe.turn_detection, "model", probe.turn_detection),
                 "endpointing": dict(probe.options.endpointing),

@@ -143,6 +143,28 @@ def warm_words(
     )
 
 
+# What the caller hears when the agent cannot go on (rescue.py), each a section of
+# prompts/failure.md: "transfer" when [on_failure] names a destination, "end" otherwise
+# and when that transfer fails.
+FAILURE_MOMENTS = ("transfer", "end")
+
+
+def failure_words(moment: str, settings: Settings) -> str:
+    destination = settings.failure_destination
+    return render_section(
+        "failure",
+        moment,
+        destination=destination.name if destination else "a person who can help",
+        business_name=settings.business_name,
+    )
+
+
+def every_failure_words(settings: Settings) -> list[str]:
+    """The apologies this configuration can need: made ahead of time, like the greetings."""
+    moments = FAILURE_MOMENTS if settings.failure_destination else ("end",)
+    return [failure_words(moment, settings) for moment in moments]
+
+
 def check(settings: Settings) -> Mapping[str, str]:
     """Render every prompt the configuration will use; returns them by name."""
     rendered = {"instructions": instructions(settings, settings.models.language)}
@@ -151,6 +173,8 @@ def check(settings: Settings) -> Mapping[str, str]:
     for destination in settings.destinations:
         for moment in TRANSFER_MOMENTS:
             rendered[f"transfer:{moment}:{destination.key}"] = transfer_words(moment, destination)
+    for moment in FAILURE_MOMENTS:
+        rendered[f"failure:{moment}"] = failure_words(moment, settings)
     for destination in settings.destinations_for("warm"):
         for moment in WARM_MOMENTS:
             rendered[f"warm_transfer:{moment}:{destination.key}"] = warm_words(

@@ -1,8 +1,11 @@
 """Cold transfer: tell the caller where they are going, then hand the call over by SIP REFER.
 
-After a successful REFER the caller's call continues at the destination and leaves
-LiveKit, so the agent's session and the job end. Every failure keeps the caller on the
-line with the agent, tells them plainly, and tells the LLM so it can offer alternatives.
+The agent stops listening before the notice, so nothing the caller says starts a turn that
+would talk over the transfer. The REFER is one request, never replayed (server_api.py).
+After it succeeds the caller's call continues at the destination and leaves LiveKit, so
+the session closes and the lifecycle ends the job. Every failure keeps the caller on the
+line with the agent, listening again, tells them plainly, and tells the LLM so it can
+offer alternatives.
 """
 
 from __future__ import annotations
@@ -11,8 +14,6 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from google.protobuf.duration_pb2 import Duration
-from livekit import api
 from livekit.agents import RunContext, get_job_context
 from livekit.agents.llm import Toolset, function_tool
 from livekit.protocol import sip
@@ -20,6 +21,7 @@ from livekit.protocol import sip
 import prompts
 from caller import Caller
 from config import Destination
+from lifecycle import CallLifecycle
 from tools.destinations import (
     NOT_A_PHONE_CALL,
     destination_menu,
@@ -28,9 +30,8 @@ from tools.destinations import (
     pick_destination,
     report_failure,
 )
-from tools.guard import OneTransferAtATime
 from tools.outcomes import Failure, classify, from_sip_status
-from tools.playout import say_in_full
+from tools.playout import resume_listening, say_in_full, stop_listening
 
 logger = logging.getLogger("phone-assistant.cold-transfer")
 
@@ -42,11 +43,11 @@ class ColdTransferTool(Toolset):
     address is looked up here, so the LLM can never make the agent dial a number."""
 
     def __init__(
-        self, destinations: Sequence[Destination], caller: Caller, guard: OneTransferAtATime
+        self, destinations: Sequence[Destination], caller: Caller, lifecycle: CallLifecycle
     ) -> None:
         self._destinations = {d.key: d for d in destinations if "cold" in d.modes}
         self._caller = caller
-        self._guard = guard
+        self._lifecycle = lifecycle
         transfer = function_tool(
             self._transfer,
             raw_schema={
@@ -73,38 +74,34 @@ class ColdTransferTool(Toolset):
 
     async def _transfer(self, raw_arguments: dict[str, Any], context: RunContext) -> str | None:
         destination = pick_destination(raw_arguments, self._destinations, "transfer")
-        with self._guard.hold(f"cold transfer to {destination.key}"):
+        with self._lifecycle.transferring(f"cold transfer to {destination.key}"):
             return await self._run(destination, context)
 
     async def _run(self, destination: Destination, context: RunContext) -> str | None:
+        server = self._lifecycle.server
         job = get_job_context(required=False)
-        request = api.TransferSIPParticipantRequest(
-            room_name=job.room.name if job else "",
-            participant_identity=self._caller.identity,
-            transfer_to=destination.transfer_to,
-            play_dialtone=destination.play_dialtone,
-            headers=dict(destination.headers),
-            ringing_timeout=Duration(seconds=round(destination.ringing_timeout)),
-        )
+        room_name = server.room_name if server else job.room.name if job else ""
         what = (
-            f"TransferSIPParticipant(room={request.room_name!r}, participant="
-            f"{request.participant_identity!r}, transfer_to={masked_address(destination)!r}, "
-            f"play_dialtone={request.play_dialtone})"
+            f"TransferSIPParticipant(room={room_name!r}, participant="
+            f"{self._caller.identity!r}, transfer_to={masked_address(destination)!r}, "
+            f"play_dialtone={destination.play_dialtone})"
         )
-        if job is None or not self._caller.is_phone:
+        if server is None or not self._caller.is_phone:
             logger.info("not a phone call (console or web caller): would have sent %s", what)
             return NOT_A_PHONE_CALL
 
+        session = context.session
+        stop_listening(session)
         notice = prompts.transfer_words("notice", destination)
-        if not await say_in_full(
-            context.session, notice, room=job.room, caller=self._caller.identity
-        ):
-            logger.info("caller hung up during the transfer notice; no REFER sent")
+        if not await say_in_full(session, notice, caller_left=self._lifecycle.caller_left):
+            logger.info("the notice did not play to the end (the caller hung up); no REFER sent")
             return None
 
-        logger.info("sending %s", what)
+        logger.info("sending %s (one request, never replayed)", what)
         try:
-            response = await job.api.sip.transfer_sip_participant(request)
+            response = await server.transfer(
+                server.refer_request(self._caller.identity, destination)
+            )
         except Exception as error:  # every failure keeps the caller on the line
             return self._failed(destination, classify(error), context)
         if response.status == sip.STS_TRANSFER_FAILED:
@@ -112,13 +109,14 @@ class ColdTransferTool(Toolset):
             failure = from_sip_status(response.sip_status.code, response.sip_status.status, reason)
             return self._failed(destination, failure, context)
 
-        # The caller is now connected to the destination and leaves the room: end this
-        # session once the current turn is over, which also ends the job (agent.py).
-        logger.info("caller transferred to %s (%s)", destination.key, masked_address(destination))
-        context.speech_handle.add_done_callback(lambda _: context.session.shutdown())
+        # The caller's call continues at the destination: the agent has nothing more to say
+        # (not even a reply to another tool of this turn), so its session ends now.
+        self._lifecycle.handed_over(f"{destination.key} ({masked_address(destination)})")
+        session.shutdown(drain=False)
         return None
 
     def _failed(self, destination: Destination, failure: Failure, context: RunContext) -> str:
+        resume_listening(context.session)
         report_failure(logger, "cold transfer", destination, failure, context.session)
         others = [k for k in self._destinations if k != destination.key]
         alternatives = (

@@ -18,6 +18,7 @@ import prompts
 from caller import mask_number
 from config import Destination
 from tools.outcomes import Failure
+from tools.playout import say_if_open
 
 NOT_A_PHONE_CALL = (
     "This caller is not on a phone call (console or web test), so the call cannot be "
@@ -72,4 +73,4 @@ def report_failure(
         failure.detail,
         failure.advice,
     )
-    session.say(prompts.transfer_words(failure.outcome, destination))
+    say_if_open(session, prompts.transfer_words(failure.outcome, destination))

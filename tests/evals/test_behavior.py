@@ -15,7 +15,8 @@ import prompts
 from agent import PhoneAssistant
 from caller import Caller
 from config import Settings
-from tests.support.stand_in_room import phone_caller
+from lifecycle import CallLifecycle
+from tests.support.stand_in_room import StandInRoom, phone_caller
 
 pytestmark = pytest.mark.evals
 
@@ -28,10 +29,15 @@ def model() -> llm.LLM:
 @pytest.fixture
 async def session(model: llm.LLM, settings: Settings) -> AsyncIterator[AgentSession]:
     async with AgentSession(llm=model) as session:
+        caller = phone_caller()
+        lifecycle = CallLifecycle(
+            StandInRoom("call-1", caller), caller.identity, server=None, end_job=lambda _: None
+        )
         await session.start(
             PhoneAssistant(
                 settings,
-                caller=Caller.from_participant(phone_caller()),  # type: ignore[arg-type]
+                caller=Caller.from_participant(caller),
+                lifecycle=lifecycle,
                 language="en-US",
                 greeting=prompts.greeting(settings, None),
             )

@@ -19,19 +19,17 @@ import time
 
 import pytest
 from livekit import rtc
-from livekit.agents import AgentSession
 from livekit.agents.voice.events import CloseReason
 from livekit.plugins import silero
 
 import prompts
-from agent import PhoneAssistant, build_tts, every_greeting, prepare_call, tts_voice
-from caller import Caller
+from agent import build_tts, made_ahead, tts_voice
 from config import Settings
 from greetings import GreetingAudio
 from tests.support.caller_audio import TRANSCRIPTS, HeardUtterance
 from tests.support.scripted_llm import call, say
 from tests.support.simulated_call import answered, stand_ins
-from tests.support.stand_in_room import StandInParticipant, phone_caller
+from tests.support.stand_in_room import phone_caller
 
 CONFIRM = "I can put you through to our billing team. Would you like that?"
 FRAME_S = 0.01  # what the room hears: 10 ms frames
@@ -42,19 +40,14 @@ def vad() -> silero.VAD:
     return silero.VAD.load()
 
 
-async def a_worker_and_a_caller(
-    settings: Settings, vad: silero.VAD
-) -> tuple[AgentSession, PhoneAssistant, StandInParticipant]:
-    """The worker process warms up before the phone rings, then answer_call() builds
-    the caller's session and agent."""
+async def a_worker(settings: Settings) -> GreetingAudio:
+    """The worker process warms up before the phone rings: it makes the greetings and the
+    apologies ahead of time."""
     greetings = GreetingAudio()
     await greetings.synthesize(
-        lambda: build_tts(settings), tts_voice(settings), every_greeting(settings), time_limit=5
+        lambda: build_tts(settings), tts_voice(settings), made_ahead(settings), time_limit=5
     )
-    participant = phone_caller(number="+15551234567")
-    caller = Caller.from_participant(participant)
-    session, agent = prepare_call(settings, caller, vad=vad, greetings=greetings)
-    return session, agent, participant
+    return greetings
 
 
 def heard_in_full(utterance: HeardUtterance) -> bool:
@@ -76,9 +69,13 @@ async def test_a_caller_asks_for_billing_and_is_transferred_after_the_notice(
         world.deepgram.script(TRANSCRIPTS["billing"], TRANSCRIPTS["yes"])
         world.openai.script(say(CONFIRM), call("transfer_call", destination="billing"))
 
-        session, agent, participant = await a_worker_and_a_caller(settings, vad)
+        greetings = await a_worker(settings)
         tts_requests_before_the_call = len(world.openai.speech_requests)
-        async with answered(session, agent, caller=participant, room_name="call-1") as c:
+        participant = phone_caller(number="+15551234567")
+        async with answered(
+            settings, participant, vad=vad, greetings=greetings, room_name="call-1"
+        ) as c:
+            session = c.session
             greeted = await c.playout.finished(1)
             linked = session.room_io.linked_participant
             listening_with = session.input.audio and session.input.audio.label
@@ -94,7 +91,8 @@ async def test_a_caller_asks_for_billing_and_is_transferred_after_the_notice(
             refer = await world.livekit.wait_for_request("TransferSIPParticipant", timeout=10)
             notice = await c.playout.finished(3)
             closed = await asyncio.wait_for(asyncio.shield(c.closed), 5)  # the call ends
-            ended_by_transfer = list(c.shutdowns)
+            ended_by_transfer = await c.job_ends()
+            deleted = await world.livekit.wait_for_request("DeleteRoom")
             published = list(c.room.local_participant.published)
             stray = list(c.playout.stray)
             agent_transcripts = [
@@ -125,7 +123,8 @@ async def test_a_caller_asks_for_billing_and_is_transferred_after_the_notice(
 
     # Deepgram heard the caller's phone audio with the phone model, and each answer came
     # after the caller finished speaking.
-    (connection,) = world.deepgram.connections
+    # (a second connection: the agent stops listening for the transfer, which resets STT)
+    connection = world.deepgram.connections[0]
     assert connection.params["model"] == "nova-2-phonecall"
     assert connection.params["encoding"] == "linear16"
     assert connection.authorization == f"Token {world.deepgram.api_key}"
@@ -160,7 +159,8 @@ async def test_a_caller_asks_for_billing_and_is_transferred_after_the_notice(
     # The call ended with the transfer, and no stand-in was asked for anything unscripted;
     # the caller heard nothing but the agent's three utterances.
     assert closed.reason == CloseReason.USER_INITIATED
-    assert ended_by_transfer == ["session closed: user_initiated"]
+    assert ended_by_transfer == "session closed: user_initiated"
+    assert deleted.message.room == "call-1"  # the job's end is the room's
     assert world.unexpected == []
     assert world.openai.remaining == 0 and world.deepgram.scripted == []
     assert stray == []
@@ -177,8 +177,11 @@ async def test_the_caller_hangs_up_mid_call_and_roomio_closes_the_session(
         world.deepgram.script(TRANSCRIPTS["billing"])
         world.openai.script(say(CONFIRM))
 
-        session, agent, participant = await a_worker_and_a_caller(settings, vad)
-        async with answered(session, agent, caller=participant, room_name="call-2") as c:
+        greetings = await a_worker(settings)
+        participant = phone_caller(number="+15551234567")
+        async with answered(
+            settings, participant, vad=vad, greetings=greetings, room_name="call-2"
+        ) as c:
             await c.playout.finished(1)
             await c.line.speak("billing")
             answering = await c.playout.started(2)
@@ -188,7 +191,7 @@ async def test_the_caller_hangs_up_mid_call_and_roomio_closes_the_session(
             hung_up_at = time.monotonic()
             closed = await asyncio.wait_for(asyncio.shield(c.closed), 5)
             cut_off = await c.playout.finished(2)
-            ended = list(c.shutdowns)
+            ended = await c.job_ends()
             (mic,) = c.room.microphones
             phone_put_down = mic.closed and c.line.closed
             (voice,) = c.room.local_participant.published
@@ -196,7 +199,7 @@ async def test_the_caller_hangs_up_mid_call_and_roomio_closes_the_session(
             heard_after = [h.at for h in voice.audio.frames if h.audible and h.at > hung_up_at]
 
     assert closed.reason == CloseReason.PARTICIPANT_DISCONNECTED
-    assert ended == ["session closed: participant_disconnected"]  # the job-end hook ran
+    assert ended == "session closed: participant_disconnected"  # the lifecycle ended the job
 
     # The agent stopped mid-sentence: the answer was cut off soon after the hang-up.
     assert answering is cut_off and cut_off.interrupted
@@ -207,5 +210,6 @@ async def test_the_caller_hangs_up_mid_call_and_roomio_closes_the_session(
     # The caller's track went away with them, and their line was put down.
     assert phone_put_down
     assert participant.disconnect_reason == rtc.DisconnectReason.CLIENT_INITIATED
-    assert world.livekit.requests == []  # nothing was transferred
+    assert world.livekit.requests_for("TransferSIPParticipant") == []  # nothing transferred
+    assert [r.method for r in world.livekit.requests] == ["DeleteRoom"]  # the room went too
     assert world.unexpected == [] and world.openai.remaining == 0

@@ -1,29 +1,44 @@
-"""A phone call, as a test sets one up: a SIP caller in a stand-in room, a fake job
-around it, the loopback LiveKit server behind ``job.api``, and the real AgentSession
-running our PhoneAssistant with a scripted LLM."""
+"""A phone call, as a unit test sets one up: a SIP caller in the stand-in room, a fake job
+around it, the call's lifecycle (with a LiveKit server client pointed at the loopback
+server) and the real AgentSession running our PhoneAssistant with a scripted LLM, started
+with the room through the framework's RoomIO as answer_call starts it: RoomIO links the
+session to the caller and closes it when they hang up.
+
+Turns are scripted as text (``session.run(user_input=...)``). ``audio=True`` gives speech
+real duration (SilentTTS, and a PlayoutClock as the session's audio output in place of
+RoomIO's track), for tests about what happens before, during and after something is heard.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import os
 from collections.abc import AsyncIterable, AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from unittest import mock
 
 from livekit import rtc
-from livekit.agents import AgentSession, JobContext
+from livekit.agents import AgentSession, JobContext, room_io
 from livekit.agents.testing import fake_job_context
 from livekit.agents.tts import TTS
 from livekit.agents.utils import http_context
+from livekit.agents.voice.events import CloseEvent
 
 import prompts
-from agent import PhoneAssistant, end_job_when_session_closes
+from agent import PhoneAssistant, open_call
 from caller import Caller
 from config import Settings
+from greetings import GreetingAudio
+from lifecycle import CallLifecycle
+from server_api import CallServer
 from tests.support.audio import PlayoutClock, SilentTTS
 from tests.support.livekit_server import LoopbackLiveKit
 from tests.support.scripted_llm import ScriptedLLM
 from tests.support.stand_in_room import StandInParticipant, StandInRoom, phone_caller
+
+ROOM = "call-room-1"
 
 
 @dataclass
@@ -34,8 +49,24 @@ class Call:
     caller: StandInParticipant
     server: LoopbackLiveKit
     job: JobContext
+    lifecycle: CallLifecycle
     playout: PlayoutClock | None
-    shutdowns: list[str] = field(default_factory=list)
+    shutdowns: list[str] = field(default_factory=list)  # why the worker would end the job
+    ended: asyncio.Event = field(default_factory=asyncio.Event)
+    closed: asyncio.Future[CloseEvent] = field(default_factory=asyncio.Future)
+
+    def _end_job(self, reason: str) -> None:
+        self.shutdowns.append(reason)
+        self.ended.set()
+
+    def _on_close(self, ev: CloseEvent) -> None:
+        if not self.closed.done():
+            self.closed.set_result(ev)
+
+    async def job_ends(self, within: float = 10.0) -> str:
+        """Waits until the lifecycle ends the job; returns why."""
+        await asyncio.wait_for(self.ended.wait(), within)
+        return self.shutdowns[-1]
 
 
 @asynccontextmanager
@@ -46,32 +77,72 @@ async def phone_call(
     audio: bool = False,
     tts: TTS | None = None,
     greeting_audio: AsyncIterable[rtc.AudioFrame] | None = None,
+    greetings: GreetingAudio | None = None,
+    room: StandInRoom | None = None,
 ) -> AsyncIterator[Call]:
-    """``audio=True`` gives speech real duration (SilentTTS + PlayoutClock), for tests
-    about what happens before, during and after something is heard; ``tts`` replaces
-    the SilentTTS (e.g. the real OpenAI plugin against the loopback server)."""
+    """``tts`` replaces the SilentTTS (e.g. the real OpenAI plugin against the loopback
+    server); ``greetings`` holds audio made ahead of time (the apologies, for a rescue)."""
     caller = caller or phone_caller()
-    room = StandInRoom("call-room-1", caller)
-    async with LoopbackLiveKit() as server, http_context.open():
-        with (
-            mock.patch.dict(os.environ, server.env()),
-            fake_job_context(room=room.as_room()) as job,
-        ):
-            llm = ScriptedLLM()
-            session = AgentSession(llm=llm, tts=(tts or SilentTTS()) if audio else None)
-            playout = PlayoutClock() if audio else None
-            if playout:
-                session.output.audio = playout
-            call = Call(session, llm, room, caller, server, job, playout)
-            job._on_shutdown = call.shutdowns.append  # the worker would end the job here
-            end_job_when_session_closes(session, job)
-            agent = PhoneAssistant(
-                settings,
-                caller=Caller.from_participant(caller),  # type: ignore[arg-type]
-                language="en-US",
-                greeting=prompts.greeting(settings, line=None),
-                greeting_audio=greeting_audio,
-            )
-            async with session:
-                await session.start(agent)
-                yield call
+    room = room or StandInRoom(ROOM, caller)
+    async with AsyncExitStack() as stack:
+        server = await stack.enter_async_context(LoopbackLiveKit())
+        await stack.enter_async_context(http_context.open())
+        stack.enter_context(mock.patch.dict(os.environ, server.env()))
+        job = stack.enter_context(fake_job_context(room=room))
+        settings = server_settings(settings, server)
+        llm = ScriptedLLM()
+        session = AgentSession(llm=llm, tts=(tts or SilentTTS()) if audio else None)
+        client = CallServer.from_settings(settings, room.name)
+        assert client is not None
+        participant = Caller.from_participant(caller)
+        lifecycle = open_call(
+            settings,
+            room,
+            participant,
+            greetings or GreetingAudio(),
+            server=client,
+            end_job=lambda reason: call._end_job(reason),
+        )
+        playout = PlayoutClock() if audio else None
+        call = Call(session, llm, room, caller, server, job, lifecycle, playout)
+        job._on_shutdown = call._end_job  # a tool or the framework ending the job
+        stack.callback(lifecycle.close)
+        agent = PhoneAssistant(
+            settings,
+            caller=participant,
+            lifecycle=lifecycle,
+            language="en-US",
+            greeting=prompts.greeting(settings, line=None),
+            greeting_audio=greeting_audio,
+        )
+        lifecycle.watch(session)
+        session.on("close", call._on_close)
+        if playout is not None:
+            session.output.audio = playout
+        await stack.enter_async_context(session)
+        # leaving the test is the job ending: its shutdown callback runs, then the worker
+        # closes the session
+        stack.push_async_callback(lifecycle.on_job_shutdown)
+        await session.start(
+            agent=agent,
+            room=room,
+            room_options=room_io.RoomOptions(
+                participant_identity=caller.identity,
+                audio_input=False,  # turns are scripted as text
+                audio_output=False,  # text, or a PlayoutClock (below)
+            ),
+        )
+        yield call
+
+
+def server_settings(settings: Settings, server: LoopbackLiveKit) -> Settings:
+    """``settings`` with the LiveKit credentials of the loopback server (and OpenAI, when
+    the test gave it no server, on a closed loopback port: no live TTS leaves the host)."""
+    secrets = dataclasses.replace(
+        settings.secrets,
+        livekit_url=server.url,
+        livekit_api_key=server.api_key,
+        livekit_api_secret=server.api_secret,
+        openai_base_url=settings.secrets.openai_base_url or "http://127.0.0.1:9/v1",
+    )
+    return dataclasses.replace(settings, secrets=secrets)

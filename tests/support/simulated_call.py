@@ -26,13 +26,18 @@ from dataclasses import dataclass, field
 from unittest import mock
 
 from livekit import rtc
-from livekit.agents import Agent, AgentSession, JobContext, room_io
+from livekit.agents import AgentSession, JobContext
 from livekit.agents.testing import fake_job_context
 from livekit.agents.utils import http_context
 from livekit.agents.voice.events import CloseEvent
+from livekit.plugins import silero
 
-from agent import end_job_when_session_closes
+from agent import PhoneAssistant, open_call, prepare_call, start_session
+from caller import Caller
 from config import Settings
+from greetings import GreetingAudio
+from lifecycle import CallLifecycle
+from server_api import CallServer
 from tests.support.caller_audio import CallerLine, Earpiece
 from tests.support.deepgram_server import LoopbackDeepgram
 from tests.support.livekit_server import LoopbackLiveKit
@@ -94,47 +99,72 @@ async def stand_ins(
 @dataclass
 class AnsweredCall:
     session: AgentSession
+    agent: PhoneAssistant
+    lifecycle: CallLifecycle
     line: CallerLine  # what the caller says: ``await call.line.speak("yes")``
     playout: Earpiece  # what the caller hears, with when each utterance played
     room: StandInRoom
     job: JobContext
     shutdowns: list[str] = field(default_factory=list)  # why the worker would end the job
     closed: asyncio.Future[CloseEvent] = field(default_factory=asyncio.Future)
+    ended: asyncio.Event = field(default_factory=asyncio.Event)
 
     def _on_close(self, ev: CloseEvent) -> None:
         if not self.closed.done():
             self.closed.set_result(ev)
 
+    def _end_job(self, reason: str) -> None:
+        self.shutdowns.append(reason)
+        self.ended.set()
+
+    async def job_ends(self, within: float = 10.0) -> str:
+        """Waits until the job is ended; returns why."""
+        await asyncio.wait_for(self.ended.wait(), within)
+        return self.shutdowns[0]
+
 
 @asynccontextmanager
 async def answered(
-    session: AgentSession, agent: Agent, *, caller: StandInParticipant, room_name: str
+    settings: Settings,
+    participant: StandInParticipant,
+    *,
+    vad: silero.VAD,
+    greetings: GreetingAudio,
+    room_name: str,
 ) -> AsyncIterator[AnsweredCall]:
-    """The call from the moment the agent answers (``session.start``) to hang-up.
-
-    The caller is in the room with their phone line published; the session starts as
-    ``answer_call`` starts it, with the room and RoomIO linked to the caller. Leaving
-    closes the session (if the call has not ended already), then frees the room's audio.
-    """
-    room = StandInRoom(room_name, caller, listen=True)
+    """The call from the moment the agent answers to hang-up, built as ``answer_call``
+    builds it: the lifecycle (with a server client for the loopback LiveKit), the session
+    and agent from ``prepare_call``, started by ``start_session`` with the room, RoomIO
+    linked to the caller. The caller is in the room with their phone line published.
+    Leaving is the job ending: its shutdown callback runs, then the session closes, then
+    the room's audio is freed."""
+    room = StandInRoom(room_name, participant, listen=True)
     line = CallerLine()
+    caller = Caller.from_participant(participant)
     async with AsyncExitStack() as stack:
         stack.push_async_callback(room.aclose)
         job = stack.enter_context(fake_job_context(room=room))
-        call = AnsweredCall(session, line, Earpiece.listen_to(session, room), room, job)
-        # the worker ends the job when asked to, and when its room disconnects
-        job._on_shutdown = call.shutdowns.append
+        lifecycle = open_call(
+            settings,
+            room,
+            caller,
+            greetings,
+            server=CallServer.from_settings(settings, room.name),
+            end_job=lambda reason: call._end_job(reason),
+        )
+        stack.callback(lifecycle.close)
+        session, agent = prepare_call(settings, caller, lifecycle, vad=vad, greetings=greetings)
+        call = AnsweredCall(
+            session, agent, lifecycle, line, Earpiece.listen_to(session, room), room, job
+        )
+        job._on_shutdown = call._end_job  # the framework or a tool ending the job
         room.on("disconnected", lambda reason: call.shutdowns.append(_room_left(reason)))
         session.on("close", call._on_close)
-        end_job_when_session_closes(session, job)  # the job-end hook, as answer_call wires it
         await stack.enter_async_context(line)
         room.publish_microphone(caller.identity, line)
         await stack.enter_async_context(session)
-        await session.start(
-            agent=agent,
-            room=room,
-            room_options=room_io.RoomOptions(participant_identity=caller.identity),
-        )
+        stack.push_async_callback(lifecycle.on_job_shutdown)
+        await start_session(session, agent, room, caller, lifecycle)
         yield call
 
 

@@ -312,6 +312,24 @@ class StandInLocalParticipant(rtc.LocalParticipant):
         self.sent_bytes: list[SentBytes] = []
         self.transcriptions: list[rtc.Transcription] = []
         self.attribute_changes: list[dict[str, str]] = []
+        # the SFU not answering: "publish" / "unpublish" requests hang until released
+        self.stalled: set[str] = set()
+        self.stalled_requests: list[str] = []
+        self._release = asyncio.Event()
+
+    def stall(self, *requests: str) -> None:
+        """Make ``publish`` and/or ``unpublish`` hang, as when the SFU does not answer."""
+        self.stalled.update(requests)
+
+    def release(self) -> None:
+        """Let hanging requests go (they fail, as on a lost connection)."""
+        self._release.set()
+
+    async def _maybe_stall(self, request: str, name: str) -> None:
+        if request in self.stalled:
+            self.stalled_requests.append(f"{request} {name}")
+            await self._release.wait()
+            raise PublishTrackError(f"engine: {request} of {name} timed out")
 
     def publishing(self, name: str) -> PublishedTrack | None:
         """The track published under ``name`` that is still published, if any."""
@@ -326,6 +344,7 @@ class StandInLocalParticipant(rtc.LocalParticipant):
         options = options or rtc.TrackPublishOptions()
         if not self._room.isconnected():
             raise PublishTrackError("engine: connection error: closed")
+        await self._maybe_stall("publish", track.name)
         if any(p.track is track for p in self._track_publications.values()):
             raise PublishTrackError("this track or a track of the same source is already published")
         audio = track.kind == rtc.TrackKind.KIND_AUDIO
@@ -360,6 +379,8 @@ class StandInLocalParticipant(rtc.LocalParticipant):
         return publication
 
     async def unpublish_track(self, track_sid: str) -> None:
+        known = self._track_publications.get(track_sid)
+        await self._maybe_stall("unpublish", known.name if known else track_sid)
         publication = self._track_publications.pop(track_sid, None)
         if publication is None:
             raise UnpublishTrackError("track not found")

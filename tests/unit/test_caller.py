@@ -23,6 +23,7 @@ from caller import (
 from config import Settings
 from greetings import GreetingAudio
 from languages import STT_LANGUAGES
+from lifecycle import CallLifecycle
 from tests.conftest import log_violations, rendered
 from tests.support.stand_in_room import SIP, StandInParticipant, StandInRoom, phone_caller
 
@@ -292,7 +293,8 @@ async def test_a_call_named_after_the_callers_number_logs_no_full_number(
         IDENTITY, **{"sip.phoneNumber": NUMBER, "sip.trunkPhoneNumber": "+15550100200"}
     )
     caller = Caller.from_participant(participant)
-    prepare_call(settings, caller, vad=None, greetings=GreetingAudio())  # type: ignore[arg-type]
+    lifecycle = CallLifecycle(room, caller.identity, server=None, end_job=lambda _: None)
+    prepare_call(settings, caller, lifecycle, vad=None, greetings=GreetingAudio())  # type: ignore[arg-type]
 
     assert any("no sip.* attributes" in line for line in raw_logs)
     assert any("answering sip_+1******4567 (phone, from +1******4567" in line for line in raw_logs)

@@ -68,7 +68,10 @@ async def test_the_caller_is_transferred_after_confirming(settings: Settings) ->
         assert refer.claims.sip.call and refer.claims.video.room_admin
 
         await asyncio.wait_for(session_closed.wait(), 5)
-        assert c.shutdowns, "the job ends: no agent is left talking to an empty room"
+        # the job ends, and the room goes with it: no agent is left in an empty room
+        assert "session closed" in await c.job_ends()
+        (delete,) = c.server.requests_for("DeleteRoom")
+        assert delete.message.room == "call-room-1"
         assert c.llm.unexpected_turns == 0
 
 
@@ -237,7 +240,7 @@ async def test_an_unknown_destination_sends_nothing(settings: Settings) -> None:
         error = result.expect.next_event().is_function_call_output(is_error=True).event().item
         assert "Unknown destination 'accounts'" in error.output
         assert "billing, front_desk" in error.output
-    assert c.server.requests == []
+    assert c.server.requests_for("TransferSIPParticipant") == []
 
 
 async def test_a_second_transfer_while_one_is_in_progress_is_refused(settings: Settings) -> None:
@@ -269,7 +272,7 @@ async def test_a_caller_who_is_not_on_the_phone_cannot_be_transferred(
         assert "would have sent TransferSIPParticipant(" in caplog.text
         assert "transfer_to='tel:+1******0101'" in caplog.text
         assert c.shutdowns == []
-    assert c.server.requests == []
+    assert c.server.requests_for("TransferSIPParticipant") == []
 
 
 async def test_the_llm_can_only_choose_configured_cold_destinations(settings: Settings) -> None:

@@ -10,12 +10,13 @@ from collections.abc import AsyncIterator
 
 import pytest
 from livekit.agents import AgentSession
-from livekit.agents.testing import fake_job_context
 
 import prompts
 from agent import PhoneAssistant
 from caller import Caller
 from config import Settings
+from lifecycle import CallLifecycle
+from tests.support.call import phone_call
 from tests.support.scripted_llm import ScriptedLLM, call, say
 from tests.support.stand_in_room import StandInRoom, phone_caller
 
@@ -27,9 +28,15 @@ async def session(settings: Settings) -> AsyncIterator[AgentSession]:
 
 
 def assistant(settings: Settings) -> PhoneAssistant:
+    """The agent with no room behind it (its tools would only log what they would do)."""
+    caller = phone_caller()
+    lifecycle = CallLifecycle(
+        StandInRoom("call-1", caller), caller.identity, server=None, end_job=lambda _: None
+    )
     return PhoneAssistant(
         settings,
-        caller=Caller.from_participant(phone_caller()),  # type: ignore[arg-type]
+        caller=Caller.from_participant(caller),
+        lifecycle=lifecycle,
         language="en-US",
         greeting=prompts.greeting(settings, line=None),
     )
@@ -66,27 +73,24 @@ async def test_a_normal_exchange(session: AgentSession, settings: Settings) -> N
 
 
 async def test_the_agent_ends_the_call_with_the_frameworks_end_call_tool(
-    session: AgentSession, settings: Settings
+    settings: Settings,
 ) -> None:
-    room = StandInRoom("call-1", phone_caller())
-    with fake_job_context(room=room.as_room()) as job:
-        shutdowns: list[str] = []
-        job._on_shutdown = shutdowns.append  # what the worker would do: end the job
-        await session.start(assistant(settings))
-        script(session).add(call("end_call"), say("Goodbye, and thanks for calling!"))
-        closed = asyncio.Event()
-        session.on("close", lambda _ev: closed.set())
+    async with phone_call(settings) as c:
+        c.llm.add(call("end_call"), say("Goodbye, and thanks for calling!"))
 
-        result = await session.run(user_input="That's all, thanks. Bye!")
+        result = await c.session.run(user_input="That's all, thanks. Bye!")
 
         result.expect.next_event().is_function_call(name="end_call")
         result.expect.next_event().is_function_call_output()
         farewell = result.expect.next_event().is_message(role="assistant").event().item
         assert farewell.text_content == "Goodbye, and thanks for calling!"
         result.expect.no_more_events()
-        # no aclose() here: the tool itself closes the session once the goodbye is said
-        await asyncio.wait_for(closed.wait(), 5)
-        assert shutdowns, "the job should be shut down, hanging up the call"
+        # no aclose() here: the tool itself closes the session once the goodbye is said,
+        # then the call is over for the caller: the room is deleted and the job ends
+        await asyncio.wait_for(asyncio.shield(c.closed), 5)
+        await c.job_ends()
+        delete = await c.server.wait_for_request("DeleteRoom")
+        assert delete.message.room == "call-room-1"
 
 
 async def test_the_instructions_list_the_configured_destinations(

@@ -1,0 +1,128 @@
+"""The speech and language models of a call, with the framework's FallbackAdapters.
+
+Each of speech-to-text, the LLM and text-to-speech is one model, or, when ``[models]``
+lists fallbacks, the framework's ``FallbackAdapter`` over the primary and its fallbacks
+in order: a provider failing mid-call moves the call to the next one instead of leaving
+the caller in silence. What none of them can answer is an unrecoverable error, and the
+session closes on the first one (``max_unrecoverable_errors=0``): the call's lifecycle
+then apologizes and hands the caller on (lifecycle.py, rescue.py) rather than letting
+them wait through more failures in silence.
+
+Time limits are phone-call limits: a caller waits through at most one retry of a model
+that does not answer before the next model, or the rescue, takes over.
+"""
+
+from __future__ import annotations
+
+from livekit.agents import NOT_GIVEN, APIConnectOptions
+from livekit.agents import llm as agents_llm
+from livekit.agents import stt as agents_stt
+from livekit.agents import tts as agents_tts
+from livekit.agents.voice.agent_session import SessionConnectOptions
+from livekit.plugins import deepgram, openai, silero
+
+from caller import SttChoice
+from config import ModelChoice, Settings
+
+# A model that has not started answering in this long is not going to do so in a time
+# a caller will wait for; one quick retry covers a dropped connection or a 5xx blip.
+LLM_CONNECT = APIConnectOptions(max_retry=1, retry_interval=0.5, timeout=5.0)
+TTS_CONNECT = APIConnectOptions(max_retry=1, retry_interval=0.5, timeout=5.0)
+STT_CONNECT = APIConnectOptions(max_retry=3, retry_interval=1.5, timeout=5.0)
+
+SESSION_CONNECT = SessionConnectOptions(
+    llm_conn_options=LLM_CONNECT,
+    tts_conn_options=TTS_CONNECT,
+    stt_conn_options=STT_CONNECT,
+    max_unrecoverable_errors=0,
+)
+
+
+def build_llm(settings: Settings) -> agents_llm.LLM:
+    models = [settings.models.llm, *(c.model for c in settings.models.llm_fallback)]
+    engines = [_openai_llm(settings, model) for model in models]
+    if len(engines) == 1:
+        return engines[0]
+    return agents_llm.FallbackAdapter(
+        engines, attempt_timeout=LLM_CONNECT.timeout, max_retry_per_llm=0
+    )
+
+
+def build_tts(settings: Settings) -> agents_tts.TTS:
+    primary = _openai_tts(settings, settings.models.tts)
+    fallbacks = [_fallback_tts(settings, choice) for choice in settings.models.tts_fallback]
+    if not fallbacks:
+        return primary
+    return agents_tts.FallbackAdapter([primary, *fallbacks], max_retry_per_tts=0)
+
+
+def build_stt(settings: Settings, choice: SttChoice, vad: silero.VAD) -> agents_stt.STT:
+    primary = _deepgram_stt(settings, choice.model, choice.language)
+    fallbacks = [
+        _fallback_stt(settings, fallback, choice.language)
+        for fallback in settings.models.stt_fallback
+    ]
+    if not fallbacks:
+        return primary
+    # a fallback that does not stream (OpenAI) is cut into utterances by the VAD
+    return agents_stt.FallbackAdapter([primary, *fallbacks], vad=vad, max_retry_per_stt=0)
+
+
+def _openai_llm(settings: Settings, model: str) -> openai.LLM:
+    return openai.LLM(
+        model=model,
+        api_key=settings.secrets.openai_api_key,
+        base_url=settings.secrets.openai_base_url or NOT_GIVEN,
+    )
+
+
+def _openai_tts(settings: Settings, model: str) -> openai.TTS:
+    # Raw PCM: no decoder to start and nothing to decode before the first audio frame.
+    return openai.TTS(
+        model=model,
+        voice=settings.models.voice,
+        response_format="pcm",
+        api_key=settings.secrets.openai_api_key,
+        base_url=settings.secrets.openai_base_url or NOT_GIVEN,
+    )
+
+
+def _fallback_tts(settings: Settings, choice: ModelChoice) -> agents_tts.TTS:
+    if choice.provider == "openai":
+        return _openai_tts(settings, choice.model)
+    return deepgram.TTS(
+        model=choice.model,
+        api_key=settings.secrets.deepgram_api_key,
+        **_deepgram_url(settings, "speak"),
+    )
+
+
+def _deepgram_stt(settings: Settings, model: str, language: str) -> deepgram.STT:
+    return deepgram.STT(
+        model=model,
+        language=language,
+        api_key=settings.secrets.deepgram_api_key,
+        **_deepgram_url(settings, "listen"),
+    )
+
+
+def _fallback_stt(settings: Settings, choice: ModelChoice, language: str) -> agents_stt.STT:
+    if choice.provider == "deepgram":
+        return _deepgram_stt(settings, choice.model, language)
+    return openai.STT(
+        model=choice.model,
+        language=language.split("-")[0],
+        use_realtime=False,
+        api_key=settings.secrets.openai_api_key,
+        base_url=settings.secrets.openai_base_url or NOT_GIVEN,
+    )
+
+
+def _deepgram_url(settings: Settings, endpoint: str) -> dict[str, str]:
+    """The plugin's own default (Deepgram's cloud) unless DEEPGRAM_BASE_URL points at a
+    self-hosted Deepgram; that URL names the listen endpoint, speech is beside it."""
+    base = settings.secrets.deepgram_base_url
+    if not base:
+        return {}
+    root = base.rstrip("/").removesuffix("/listen").removesuffix("/speak")
+    return {"base_url": f"{root}/{endpoint}"}
