@@ -112,7 +112,10 @@ class CallRescue:
             return
         try:
             seconds = sum(f.duration for f in frames)
-            handle = player.play(at_mixer_rate(frames, trailing_silence=0.5))
+            # the player reports a clip played once its mixer has taken the last frame, with
+            # up to ~0.7 s still queued for the track: a second of silence after the words
+            # lets them all out before the REFER or the end (measured in test_rescue.py)
+            handle = player.play(at_mixer_rate(frames, trailing_silence=1.0))
             limit = seconds + PLAYOUT_MARGIN_S
             if not await until(handle.wait_for_playout(), caller_left, timeout=limit):
                 handle.stop()

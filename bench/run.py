@@ -748,12 +748,15 @@ async def run(plan: Plan) -> dict[str, Any]:
         pool = LinePool(stand_ins)
         async with pool.line(talk_line(llm_ttft=0, tts_ttfb=0, stt_latency=0)) as line:
             ours = await Ours.warmed(line_settings(base, line), vad)
-            probe = ours.parts(line_settings(base, line), n=0, room_name="probe").session
+            parts = ours.parts(line_settings(base, line), n=0, room_name="probe")
+            probe = parts.session
             session = {
                 "turn_detection": getattr(probe.turn_detection, "model", probe.turn_detection),
                 "endpointing": dict(probe.options.endpointing),
                 "preemptive_generation": dict(probe.options.preemptive_generation),
             }
+            if parts.on_end is not None:  # the probe call never starts; its job ends here
+                await parts.on_end()
         bench = Bench(plan, stand_ins, pool, base, (ours, Baseline(vad)), Closing())
 
         results: dict[str, Any] = {"session": session}
