@@ -17,12 +17,15 @@ import logging
 import os
 import re
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from config import Secrets, Settings, parse_settings
 from privacy import has_numbers, install_log_masking, mask_numbers
+
+if TYPE_CHECKING:
+    from tests.support.supervisor import RecordingHold, Timeline
 
 FAKE_ENV = {
     "LIVEKIT_URL": "http://127.0.0.1:1",
@@ -238,3 +241,19 @@ def no_numbers_or_secrets_in_logs(request: pytest.FixtureRequest) -> Iterator[No
             f"logged what must never be logged (masking is privacy.py's job):\n  {shown}{more}",
             pytrace=False,
         )
+
+
+@pytest.fixture
+def timeline() -> Timeline:
+    """What happened in a warm transfer, in order (tests/support/supervisor.py)."""
+    from tests.support.supervisor import Timeline
+
+    return Timeline()
+
+
+@pytest.fixture
+def holds(monkeypatch: pytest.MonkeyPatch, timeline: Timeline) -> list[RecordingHold]:
+    """The warm transfer's hold music, recorded on the timeline instead of played."""
+    from tests.support.supervisor import record_holds
+
+    return record_holds(monkeypatch, timeline)

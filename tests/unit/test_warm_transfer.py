@@ -12,70 +12,42 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 from livekit import rtc
 from livekit.agents.voice.events import ConversationItemAddedEvent
 from livekit.agents.voice.io import AudioInput
-from livekit.protocol import sip
 
 import prompts
 from config import Secrets, Settings, parse_settings
 from tests.conftest import business
 from tests.support.audio import SilentTTS
 from tests.support.call import Call, phone_call
-from tests.support.livekit_server import Hang, RecordedRequest, Reply, sip_error, twirp_error
+from tests.support.livekit_server import Hang, sip_error, twirp_error
 from tests.support.scripted_llm import Reply as LLMReply
-from tests.support.scripted_llm import ToolCall, call, say
+from tests.support.scripted_llm import ToolCall, say
 from tests.support.stand_in_room import SIP, StandInParticipant, phone_caller
-from tools import dialing, warm_transfer
+from tests.support.supervisor import (
+    REASON,
+    SUPERVISOR,
+    RecordingHold,
+    Timeline,
+    answers,
+    rings_until,
+    warm_to,
+)
+from tools import dialing
 
 HOLD_NOTICE = (
     "Sure, I'll get the duty supervisor on the line for you. I'm putting you on hold for a "
     "moment while I call them, please stay on the line."
 )
-REASON = "a double charge for a cleaning"
 SUMMARY = "Dana was charged twice for her March cleaning and would like a refund."
 HANDOFF = "I'll leave you two to talk now. Goodbye."
-SUPERVISOR = "supervisor-supervisor-1"
 
 
 # --------------------------------------------------------------------------- stand-ins
-
-
-@dataclass
-class Timeline:
-    """What happened, in order: hold music, dialing, answers, what the agent said."""
-
-    events: list[str] = field(default_factory=list)
-
-    def add(self, event: str) -> None:
-        self.events.append(event)
-
-    def of(self, *prefixes: str) -> list[str]:
-        return [e for e in self.events if e.startswith(prefixes)]
-
-
-class RecordingHold:
-    """Hold music at the tool's edge: records when it starts and stops."""
-
-    def __init__(self, timeline: Timeline) -> None:
-        self._timeline = timeline
-        self.started_at: float | None = None
-        self.stopped_at: float | None = None
-
-    def begin(self) -> None:
-        self.started_at = time.monotonic()
-        self._timeline.add("hold music on")
-
-    async def end(self) -> None:
-        if self.started_at is not None and self.stopped_at is None:
-            self.stopped_at = time.monotonic()
-            self._timeline.add("hold music off")
 
 
 class ListeningProbe(AudioInput):
@@ -98,23 +70,6 @@ class ListeningProbe(AudioInput):
         self.changes.append("not listening")
 
 
-@pytest.fixture
-def timeline() -> Timeline:
-    return Timeline()
-
-
-@pytest.fixture
-def holds(monkeypatch: pytest.MonkeyPatch, timeline: Timeline) -> list[RecordingHold]:
-    made: list[RecordingHold] = []
-
-    def recording(_room: rtc.Room, _settings: Settings) -> RecordingHold:
-        made.append(RecordingHold(timeline))
-        return made[-1]
-
-    monkeypatch.setattr(warm_transfer, "hold_music_for", recording)
-    return made
-
-
 def listen(c: Call, timeline: Timeline) -> ListeningProbe:
     """Give the session an audio input to switch off and on, and log what it says."""
     probe = ListeningProbe()
@@ -126,48 +81,6 @@ def listen(c: Call, timeline: Timeline) -> ListeningProbe:
 
     c.session.on("conversation_item_added", said)
     return probe
-
-
-def answers(c: Call, timeline: Timeline, *, then: Callable[[str], None] | None = None) -> Any:
-    """The supervisor's phone: it rings, is answered, and the SIP participant joins the
-    caller's room; ``then(identity)`` runs right after (e.g. they hang up at once)."""
-
-    async def answer(request: RecordedRequest) -> Reply:
-        message = request.message
-        timeline.add(f"dial {message.participant_identity}")
-        c.room.join(
-            StandInParticipant(
-                identity=message.participant_identity,
-                kind=SIP,
-                attributes={"sip.callStatus": "active", "sip.phoneNumber": message.sip_call_to},
-            )
-        )
-        timeline.add(f"answered {message.participant_identity}")
-        if then is not None:
-            then(message.participant_identity)
-        return sip.SIPParticipantInfo(
-            participant_id="PA_supervisor",
-            participant_identity=message.participant_identity,
-            room_name=message.room_name,
-            sip_call_id="SCL_supervisor",
-        )
-
-    return answer
-
-
-def rings_until(action: Callable[[str], None]) -> Callable[[RecordedRequest], Awaitable[Reply]]:
-    """The supervisor's phone rings (the request stays pending) and ``action`` happens."""
-
-    async def ring(request: RecordedRequest) -> Reply:
-        action(request.message.participant_identity)
-        return Hang()
-
-    return ring
-
-
-def warm_to(destination: str = "supervisor", **extra: Any) -> LLMReply:
-    arguments = {"destination": destination, "reason": REASON, **extra}
-    return call("warm_transfer", **arguments)
 
 
 async def confirm_and_transfer(c: Call, *replies: LLMReply, **arguments: Any) -> Any:
