@@ -273,8 +273,12 @@ class CallLifecycle:
         error = ev.error
         if getattr(error, "recoverable", True):
             return
-        source = type(ev.source).__name__
-        logger.error("%s failed and will not recover: %s", source, getattr(error, "error", error))
+        kind = getattr(error, "type", "model_error").removesuffix("_error").upper()
+        names = (getattr(ev.source, "provider", ""), getattr(ev.source, "model", ""))
+        model = " ".join(str(name) for name in names if name)
+        logger.error(
+            "%s (%s) failed and will not recover: %s", kind, model, getattr(error, "error", error)
+        )
 
     def _on_participant_disconnected(self, participant: rtc.RemoteParticipant) -> None:
         identity = participant.identity
