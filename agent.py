@@ -48,7 +48,7 @@ from caller import Caller, SttChoice, await_sip_attributes, choose_stt, find_cal
 from config import ConfigError, Settings, load_settings
 from greetings import GreetingAudio, Voice
 from lifecycle import CallLifecycle
-from models import SESSION_CONNECT, build_llm, build_stt, build_tts
+from models import SESSION_CONNECT, build_llm, build_stt, build_tts, vad_problem
 from privacy import install_log_masking, safe_name, secret_values
 from rescue import ApologyAudio, CallRescue
 from server_api import CallServer
@@ -286,20 +286,6 @@ def _startup_settings(command: str) -> Settings:
         print(f"\n{problem}\n", file=sys.stderr)
         sys.exit(2)
     return settings
-
-
-def vad_problem() -> str | None:
-    """Every call needs Silero VAD: if it cannot load here, it cannot load in a job
-    process either, and every call would fail after the caller was connected."""
-    try:
-        silero.VAD.load()
-    except Exception as error:
-        return (
-            f"Silero VAD could not be loaded ({type(error).__name__}: {error}). Every call "
-            "needs it: reinstall the dependencies (uv sync --locked) and check that "
-            "onnxruntime works on this machine."
-        )
-    return None
 
 
 def main(argv: list[str]) -> None:

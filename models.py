@@ -126,3 +126,17 @@ def _deepgram_url(settings: Settings, endpoint: str) -> dict[str, str]:
         return {}
     root = base.rstrip("/").removesuffix("/listen").removesuffix("/speak")
     return {"base_url": f"{root}/{endpoint}"}
+
+
+def vad_problem() -> str | None:
+    """Every call needs Silero VAD: if it cannot load here, it cannot load in a job
+    process either, and every call would fail after the caller was connected."""
+    try:
+        silero.VAD.load()
+    except Exception as error:
+        return (
+            f"Silero VAD could not be loaded ({type(error).__name__}: {error}). Every call "
+            "needs it: reinstall the dependencies (uv sync --locked) and check that "
+            "onnxruntime works on this machine."
+        )
+    return None

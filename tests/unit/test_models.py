@@ -120,3 +120,28 @@ async def test_a_tts_that_fails_gives_way_to_its_fallback(
     await provider.settled()
     answered = [r.model for r in provider.speech_requests if r.status == 200]
     assert answered == ["tts-1"]
+
+
+def test_a_vad_that_cannot_load_stops_the_worker_at_start_up(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Not every job process failing later, after its caller was connected."""
+    import agent
+    from tests.conftest import FAKE_ENV
+
+    def broken(*_args: object, **_kwargs: object) -> silero.VAD:
+        raise RuntimeError("onnxruntime: illegal instruction")
+
+    monkeypatch.setattr(silero.VAD, "load", broken)
+    for name, value in FAKE_ENV.items():
+        monkeypatch.setenv(name, value)
+
+    with pytest.raises(SystemExit) as stopped:
+        agent._startup_settings("start")
+
+    assert stopped.value.code == 2
+    message = capsys.readouterr().err
+    assert "Silero VAD could not be loaded (RuntimeError: onnxruntime: illegal instruction)" in (
+        message
+    )
+    assert "Traceback" not in message
