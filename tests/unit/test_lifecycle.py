@@ -22,6 +22,7 @@ from tests.support.supervisor import (
     RecordingHold,
     Timeline,
     answers,
+    warm_to,
 )
 
 SUMMARY = "Dana was charged twice and would like a refund."
@@ -90,11 +91,7 @@ async def test_after_a_handoff_there_is_no_agent_left_to_end_the_call(
 ) -> None:
     async with phone_call(settings) as c:
         c.server.respond("CreateSIPParticipant", answers(c, timeline))
-        c.llm.add(
-            Reply(tool_calls=(ToolCall("warm_transfer", {"destination": "supervisor",
-                                                         "reason": REASON}),)),
-            say(SUMMARY),
-        )  # fmt: skip
+        c.llm.add(warm_to(), say(SUMMARY))
         await c.session.run(user_input="Yes, the supervisor please.")
         await asyncio.wait_for(asyncio.shield(c.closed), 5)
         with pytest.raises(RuntimeError):  # the session is closed: no model, no speech
@@ -152,10 +149,7 @@ async def test_every_way_out_of_the_job_ends_the_legs_it_dialed(
             await asyncio.Event().wait()  # never answered
 
         c.server.respond("CreateSIPParticipant", rings)
-        c.llm.add(
-            Reply(tool_calls=(ToolCall("warm_transfer", {"destination": "supervisor",
-                                                         "reason": REASON}),)),
-        )  # fmt: skip
+        c.llm.add(warm_to())
         turn = asyncio.ensure_future(c.session.run(user_input="Yes, the supervisor please."))
         await asyncio.wait_for(ringing.wait(), 5)
 
@@ -177,11 +171,7 @@ async def test_a_hold_music_track_that_never_publishes_does_not_hold_up_the_dial
     async with phone_call(settings) as c:
         c.room.local_participant.stall("publish")  # the SFU never answers
         c.server.respond("CreateSIPParticipant", answers(c, timeline))
-        c.llm.add(
-            Reply(tool_calls=(ToolCall("warm_transfer", {"destination": "supervisor",
-                                                         "reason": REASON}),)),
-            say(SUMMARY),
-        )  # fmt: skip
+        c.llm.add(warm_to(), say(SUMMARY))
         started = time.monotonic()
         await c.session.run(user_input="Yes, the supervisor please.")
 
@@ -207,10 +197,7 @@ async def test_a_hold_music_track_that_never_unpublishes_does_not_keep_a_hung_up
             "CreateSIPParticipant",
             answers(c, timeline, then=supervisor_answers_then_caller_hangs_up),
         )
-        c.llm.add(
-            Reply(tool_calls=(ToolCall("warm_transfer", {"destination": "supervisor",
-                                                         "reason": REASON}),)),
-        )  # fmt: skip
+        c.llm.add(warm_to())
         turn = asyncio.ensure_future(c.session.run(user_input="Yes, the supervisor please."))
         await asyncio.wait_for(hung_up.wait(), 5)
         left_at = time.monotonic()
