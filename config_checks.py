@@ -1,6 +1,7 @@
-"""The checks behind config.py: ASCII-only patterns, the problem collector, the rules
-for addresses, SIP headers, environment URLs and secrets, and audio files, and the
-reading of the configuration file.
+"""The checks behind config.py: ASCII-only patterns, the problem collector and the
+error it becomes, and the rules for text, addresses, SIP headers, and environment URLs
+and secrets. (Whether an audio file plays is config_audio.py's; reading the file is
+config_file.py's.)
 
 The checks do not raise: each says what is wrong, config.py collects every answer and
 raises one ConfigError, so a configuration is fixed in one pass.
@@ -8,13 +9,10 @@ raises one ConfigError, so a configuration is fixed in one pass.
 
 from __future__ import annotations
 
-import io
 import ipaddress
 import re
-import tomllib
 import unicodedata
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -43,7 +41,6 @@ HEADER_VALUE_MAX = 256
 HEADERS_MAX = 16
 URL_MAX = 2048
 SECRET_MAX = 4096
-CONFIG_MAX_BYTES = 1 << 20
 
 
 class ConfigError(Exception):
@@ -317,111 +314,3 @@ def secret_problem(value: str) -> str | None:
     if len(value) > SECRET_MAX:
         return f"is too long ({len(value)} characters, at most {SECRET_MAX})"
     return None
-
-
-# --------------------------------------------------------------------------- audio
-
-# How the framework's AudioStreamDecoder opens audio (livekit.agents.utils.codecs,
-# which BackgroundAudioPlayer uses for a file): a stream it cannot seek, probed from its
-# first bytes. A file that decodes only when seekable (an MP4 with its index at the end)
-# would play as silence, so it is checked the same way.
-_STREAMING_OPTIONS = {
-    "probesize": "32",
-    "analyzeduration": "0",
-    "fflags": "nobuffer+flush_packets",
-    "flags": "low_delay",
-    "reorder_queue_size": "0",
-    "max_delay": "0",
-    "avioflags": "direct",
-}
-
-
-class _Unseekable(io.RawIOBase):
-    def __init__(self, file: io.BufferedReader) -> None:
-        self._file = file
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        data = self._file.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
-
-
-def audio_problem(path: Path) -> str | None:
-    """Why the framework could not play ``path``, in the decoder's words, or None: it
-    is decoded as the framework decodes it, up to the first audio frame."""
-    import av  # only when a file is configured: it takes a while to import
-
-    try:
-        if path.stat().st_size == 0:
-            return "the file is empty, not audio"
-        with (
-            path.open("rb") as file,
-            av.open(
-                _Unseekable(file), mode="r", buffer_size=256, options=_STREAMING_OPTIONS
-            ) as container,
-        ):
-            if not container.streams.audio:
-                found = ", ".join(sorted({s.type for s in container.streams})) or "nothing"
-                return f"not audio: the decoder found no audio stream in it (found: {found})"
-            frame = next(container.decode(container.streams.audio[0]), None)
-    except av.FFmpegError as e:
-        why = f"not decodable audio: {e.strerror or e}"
-        if path.suffix.lower() in (".m4a", ".mp4", ".mov"):
-            why += (
-                " (an MP4 file must have its index first: re-encode it with -movflags +faststart)"
-            )
-        return why
-    except OSError as e:
-        return f"cannot read it: {e.strerror or e}"
-    except Exception as e:  # any other complaint is still a configuration problem
-        return f"not decodable audio: {e}"
-    if frame is None:
-        return "not decodable audio: it holds no audio frames"
-    return None
-
-
-# --------------------------------------------------------------------------- the file
-
-
-def read_config(path: Path, variable: str) -> dict[str, Any]:
-    """The TOML document at ``path``, or a ConfigError saying what is wrong with it;
-    ``variable`` is the environment variable that names the file."""
-
-    def unreadable(why: str) -> ConfigError:
-        return ConfigError(f"Cannot read the configuration file {path}:", [why])
-
-    try:
-        if path.is_dir():
-            raise unreadable(f"it is a directory; point {variable} at the TOML file")
-        if path.exists() and not path.is_file():
-            raise unreadable("it is not a regular file (a device, socket or pipe)")
-        with path.open("rb") as file:
-            raw = file.read(CONFIG_MAX_BYTES + 1)
-    except FileNotFoundError:
-        raise ConfigError(
-            f"Configuration file not found: {path}",
-            [
-                f"create it (the repository ships an example assistant.toml) or point "
-                f"{variable} at it"
-            ],
-        ) from None
-    except PermissionError:
-        raise unreadable("permission denied; make it readable by the worker's user") from None
-    except (OSError, ValueError) as e:  # ValueError: a NUL character in the path
-        raise unreadable(getattr(e, "strerror", None) or str(e)) from None
-    if len(raw) > CONFIG_MAX_BYTES:
-        raise unreadable("it is larger than 1 MiB; an assistant configuration is a few KiB")
-    try:
-        text = raw.decode("utf-8-sig")  # a BOM, as some editors write, is harmless
-    except UnicodeDecodeError as e:
-        line = raw[: e.start].count(b"\n") + 1
-        raise unreadable(
-            f"it is not UTF-8 text (byte 0x{raw[e.start]:02x} on line {line}); save it as UTF-8"
-        ) from None
-    try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{path} is not valid TOML:", [str(e)]) from None

@@ -819,6 +819,19 @@ def test_a_warm_only_destination_is_refused_with_the_cold_ones_listed() -> None:
     assert problem.endswith("cold destinations: billing, front_desk")
 
 
+@pytest.mark.parametrize("key", [["warm"], {"a": 1}])
+def test_a_destination_key_that_is_not_text_is_reported_not_a_crash(key: object) -> None:
+    """A list or table as a key is not hashable; it once raised TypeError out of
+    parse_settings (checking the [on_failure] key) instead of this message."""
+    data = one_destination(key=key)
+    data["destinations"].append(
+        {"key": "desk", "name": "desk", "description": "d", "to": "+15550100102"}
+    )
+    for on_failure in ({}, {"transfer_to": "desk"}, {"transfer_to": "nowhere"}):
+        problems = problems_of({**data, "on_failure": on_failure})
+        assert problems[0] == f"destinations[0].key = {key!r}: must be a non-empty string"
+
+
 def test_every_kind_of_problem_is_reported_in_one_pass() -> None:
     data = one_destination(to="sip:desk@pbx.example.com?X-A=1", headers={"X-A": "a\nb"})
     data["business"] = {"name": "Acme\x00"}

@@ -1,0 +1,140 @@
+"""The configuration's frozen types: what the rest of the worker reads.
+
+Settings is built once at start-up (config.py) and never changes afterwards, so every
+call of a worker sees the same configuration and nothing can alter it mid-call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Literal
+
+from config_checks import E164
+
+TransferMode = Literal["cold", "warm"]
+TRANSFER_MODES: tuple[TransferMode, ...] = ("cold", "warm")
+
+
+@dataclass(frozen=True, slots=True)
+class Secrets:
+    """Credentials and endpoints. Secret values are kept out of ``repr`` so that a
+    logged or printed Settings object never leaks them."""
+
+    livekit_url: str = ""
+    livekit_api_key: str = field(default="", repr=False)
+    livekit_api_secret: str = field(default="", repr=False)
+    deepgram_api_key: str = field(default="", repr=False)
+    openai_api_key: str = field(default="", repr=False)
+    openai_base_url: str | None = None
+    deepgram_base_url: str | None = None
+    sip_outbound_trunk_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ModelChoice:
+    """A fallback model: the provider that serves it ("openai", "deepgram") and its
+    name there. Written "provider:model" in assistant.toml, and so by ``str``."""
+
+    provider: str
+    model: str
+
+    def __str__(self) -> str:
+        return f"{self.provider}:{self.model}"
+
+
+@dataclass(frozen=True, slots=True)
+class Models:
+    llm: str = "gpt-4.1-mini"
+    tts: str = "gpt-4o-mini-tts"
+    voice: str = "ash"
+    # nova-2-phonecall is Deepgram's model for 8 kHz telephone audio; it is English-only.
+    stt_phone: str = "nova-2-phonecall"
+    stt_general: str = "nova-3"
+    language: str = "en-US"
+    # Tried in order when the model before them fails; none differs from its primary.
+    llm_fallback: tuple[ModelChoice, ...] = ()
+    tts_fallback: tuple[ModelChoice, ...] = ()  # an openai one speaks with ``voice``
+    stt_fallback: tuple[ModelChoice, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    """A phone number that reaches the agent (``sip.trunkPhoneNumber``), or a line a
+    dispatch rule names with the ``assistant.line`` participant attribute."""
+
+    id: str
+    number: str | None = None
+    language: str | None = None
+    stt_model: str | None = None
+    greeting: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Destination:
+    """Somewhere a caller can be handed to. The LLM only ever sees ``key``; the
+    address stays here, so a caller cannot talk the agent into dialing a number."""
+
+    key: str
+    name: str
+    description: str
+    to: str
+    modes: frozenset[TransferMode]
+    play_dialtone: bool = False
+    ringing_timeout: float = 30.0
+    extension: str | None = None
+    headers: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+
+    @property
+    def transfer_to(self) -> str:
+        """The REFER target: ``tel:+E164`` for numbers, the ``sip:`` URI as configured."""
+        return f"tel:{self.to}" if E164.match(self.to) else self.to
+
+    @property
+    def is_number(self) -> bool:
+        return bool(E164.match(self.to))
+
+
+@dataclass(frozen=True, slots=True)
+class Transfer:
+    outbound_trunk_id: str | None = None
+    fallback_caller_id: str | None = None
+    hold_music: str | None = None
+    krisp: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class OnFailure:
+    """What happens when the agent cannot go on (a provider is down): the caller hears
+    a short apology, then is transferred by SIP REFER to ``transfer_to`` (a destination
+    key whose modes include "cold"), or, without it, the call is ended."""
+
+    transfer_to: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    business_name: str
+    agent_name: str = "phone-assistant"
+    models: Models = field(default_factory=Models)
+    lines: tuple[Line, ...] = ()
+    destinations: tuple[Destination, ...] = ()
+    transfer: Transfer = field(default_factory=Transfer)
+    secrets: Secrets = field(default_factory=Secrets)
+    source: str = "<defaults>"
+    # how long to wait for a SIP caller's sip.* attributes before choosing the STT model
+    attributes_timeout: float = 2.0
+    on_failure: OnFailure = field(default_factory=OnFailure)
+
+    def destination(self, key: str) -> Destination | None:
+        return next((d for d in self.destinations if d.key == key), None)
+
+    @property
+    def failure_destination(self) -> Destination | None:
+        """Where a caller goes when the agent cannot go on, or None: end the call."""
+        key = self.on_failure.transfer_to
+        return self.destination(key) if key else None
+
+    def destinations_for(self, mode: TransferMode) -> tuple[Destination, ...]:
+        return tuple(d for d in self.destinations if mode in d.modes)
