@@ -1,9 +1,10 @@
 """Preflight: ``uv run agent.py check`` tells whether a call would reach this agent.
 
 It checks, without taking calls, everything between a caller dialing and the agent
-answering: the configuration and prompts (the worker's own start-up validation), the
-LiveKit credentials, the inbound trunks and the dispatch rule that must name this agent,
-and, when a destination allows warm transfer, the outbound trunk it dials through.
+answering: the configuration, the prompts and Silero VAD (the worker's own start-up
+validation: what stops the worker fails here too), the LiveKit credentials, the inbound
+trunks and the dispatch rule that must name this agent, and, when a destination allows
+warm transfer, the outbound trunk it dials through.
 
 Each check is a ``Check`` (✓ or ✗, what was found, how to fix it). Secrets are never
 printed. The business's trunk numbers are shown in full (they are its own published
@@ -27,7 +28,7 @@ from livekit.protocol import sip as proto_sip
 
 import prompts
 from caller import mask_number
-from config import ConfigError, Settings, load_settings
+from config import CONFIG_FILE_ENV, DEFAULT_CONFIG_FILE, ConfigError, Settings, load_settings
 
 # One request's budget; the whole check makes at most four.
 TIMEOUT_S = 10.0
@@ -78,14 +79,41 @@ def _config_problem(title: str, problem: str) -> Check:
             f"{variable} is not set",
             f"set it to {what} (in .env.local or the environment; .env.example lists them all)",
         )
+    if title.startswith("Invalid environment variables"):
+        variable = problem.split(" ", 1)[0].rstrip(":")
+        return Check(
+            "configuration",
+            False,
+            problem,
+            f"correct {variable} in .env.local, or in the environment if it is set there "
+            "(a variable set in the environment wins over .env.local)",
+        )
     if title.startswith("Configuration problems in "):
         path = title.removeprefix("Configuration problems in ")
         return Check("configuration", False, problem, f"edit {path}")
     if title.startswith("Configuration file not found"):
         return Check("configuration", False, title, problem)
+    if title.startswith("Cannot read the configuration file"):
+        return Check(
+            "configuration",
+            False,
+            f"{title}: {problem}",
+            f"point {CONFIG_FILE_ENV} at the assistant's TOML file, UTF-8 text the worker's "
+            f"user can read (unset, it is {DEFAULT_CONFIG_FILE})",
+        )
     if title.endswith("is not valid TOML"):
         return Check("configuration", False, f"{title}: {problem}", "fix the TOML syntax there")
     return Check("configuration", False, f"{title}: {problem}", "see the message")
+
+
+def check_vad() -> Check:
+    """Silero VAD, which every call needs: the worker does not start without it."""
+    from models import vad_problem  # loads the model plugins: only when checking
+
+    problem = vad_problem()
+    if problem is not None:  # the message says how to fix it
+        return Check("voice activity detection", False, problem)
+    return Check("voice activity detection", True, "Silero VAD loads")
 
 
 # --------------------------------------------------------------------------- LiveKit
@@ -355,10 +383,12 @@ def _masked(numbers: Iterable[str]) -> str:
 
 
 async def preflight(env: Mapping[str, str]) -> list[Check]:
-    """Every check. With an invalid configuration the credentials are still checked
-    (when the LIVEKIT_* variables are set), so one run reports both kinds of problem;
-    the SIP checks need the agent name and destinations, so they wait for a valid one."""
+    """Every check. With an invalid configuration, Silero VAD and the credentials (when
+    the LIVEKIT_* variables are set) are still checked, so one run reports every kind of
+    problem; the SIP checks need the agent name and destinations, so they wait for a
+    valid one."""
     settings, checks = check_config(env)
+    checks.append(check_vad())
     if settings is not None:
         s = settings.secrets
         url, key, secret = s.livekit_url, s.livekit_api_key, s.livekit_api_secret

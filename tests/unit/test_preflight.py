@@ -16,9 +16,12 @@ from pathlib import Path
 import pytest
 from livekit.protocol import agent_dispatch, room, sip
 
+# The preflight imports models (and so the model plugins) when it checks Silero VAD; a
+# plugin registers only on the main thread, and these tests run the preflight in another.
+import models
 import preflight
 from config import Settings
-from preflight import Check, dispatch_checks, format_report
+from preflight import Check, check_config, dispatch_checks, format_report
 from tests.conftest import FAKE_ENV
 from tests.support.livekit_server import LoopbackLiveKit
 
@@ -144,14 +147,15 @@ async def test_all_good_exits_0_and_names_the_numbers_reaching_the_agent(
 
     assert code == 0, report
     assert "✗" not in report
-    assert report.count("✓") == 6
+    assert report.count("✓") == 7
+    assert "✓ voice activity detection: Silero VAD loads" in report
     assert item(report, "dispatch rule").startswith(
         f'✓ dispatch rule: rule "one room per call" (SDR_calls) dispatches agent "{AGENT}"'
     )
     assert f'calls to {MAIN_NUMBER}, {SPANISH_NUMBER} reach "{AGENT}"' in report
     assert '"Acme main line" (ST_inbound)' in report
     assert '"Acme outbound" (ST_outbound) exists; warm transfer to billing dials' in report
-    assert report.rstrip().endswith("All 6 checks passed.")
+    assert report.rstrip().endswith("All 7 checks passed.")
     no_secrets(report, env)
 
 
@@ -299,11 +303,102 @@ async def test_a_broken_prompt_is_reported_and_the_livekit_checks_still_run(
 
     monkeypatch.setattr(preflight.prompts, "check", broken)
     checks = await preflight.preflight(environment(ready, config))
-    assert [(c.name, c.ok) for c in checks][:2] == [
+    assert [(c.name, c.ok) for c in checks][:3] == [
         ("prompts", False),
+        ("voice activity detection", True),
         ("LiveKit credentials", True),
     ]
     assert "{nme}" in checks[0].detail
+
+
+async def test_a_vad_that_cannot_load_fails_as_the_worker_would_stop(
+    ready: LoopbackLiveKit, config: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker does not start without Silero VAD (agent._startup_settings); the
+    preflight says so too, with the same message, and still checks everything else."""
+
+    def broken(*_args: object, **_kwargs: object) -> models.silero.VAD:
+        raise RuntimeError("onnxruntime: illegal instruction")
+
+    monkeypatch.setattr(models.silero.VAD, "load", broken)
+
+    code, report = await check(environment(ready, config))
+
+    assert code == 1
+    line = item(report, "voice activity detection")
+    assert line.startswith(
+        "✗ voice activity detection: Silero VAD could not be loaded "
+        "(RuntimeError: onnxruntime: illegal instruction)"
+    )
+    assert "uv sync --locked" in line
+    assert report.count("✗") == 1
+    assert report.count("✓") == 6  # the configuration and every LiveKit check
+    assert "Traceback" not in report
+
+
+def config_checks(env: dict[str, str]) -> list[Check]:
+    settings, checks = check_config(env)
+    assert settings is None
+    return checks
+
+
+def test_an_invalid_environment_variable_names_where_to_correct_it(config: Path) -> None:
+    env = {
+        **FAKE_ENV,
+        "ASSISTANT_CONFIG": str(config),
+        "OPENAI_BASE_URL": "ftp://models.example.com",
+        "DEEPGRAM_API_KEY": '"dg-test"',
+    }
+    found = {c.detail.split(" ")[0].rstrip(":"): c for c in config_checks(env)}
+
+    assert set(found) == {"OPENAI_BASE_URL", "DEEPGRAM_API_KEY"}
+    url = found["OPENAI_BASE_URL"]
+    assert url.detail.startswith("OPENAI_BASE_URL = 'ftp://models.example.com': must be a")
+    assert url.fix.startswith("correct OPENAI_BASE_URL in .env.local, or in the environment")
+    assert "wins over .env.local" in url.fix
+    key = found["DEEPGRAM_API_KEY"]
+    assert (
+        key.detail == "DEEPGRAM_API_KEY: is wrapped in quotes; remove them (the value is not shown)"
+    )
+    assert key.fix.startswith("correct DEEPGRAM_API_KEY in .env.local")
+    assert '"dg-test"' not in key.detail + key.fix
+
+
+def test_an_unreadable_configuration_file_says_where_to_point_assistant_config(
+    tmp_path: Path,
+) -> None:
+    (problem,) = config_checks({**FAKE_ENV, "ASSISTANT_CONFIG": str(tmp_path)})
+
+    assert problem.detail == (
+        f"Cannot read the configuration file {tmp_path}: it is a directory; point "
+        "ASSISTANT_CONFIG at the TOML file"
+    )
+    assert problem.fix.startswith("point ASSISTANT_CONFIG at the assistant's TOML file")
+    assert "assistant.toml" in problem.fix  # where it is when ASSISTANT_CONFIG is unset
+
+
+@pytest.mark.parametrize(
+    "case", ["missing variable", "invalid variable", "problem", "not found", "unreadable", "TOML"]
+)
+def test_every_kind_of_configuration_error_gets_its_own_fix(tmp_path: Path, case: str) -> None:
+    """No section of a ConfigError falls through to the generic fix."""
+    broken = tmp_path / "broken.toml"
+    broken.write_text(
+        {"problem": "[business]\nnmae = 'x'\n", "TOML": "[business\n"}.get(case, CONFIG)
+    )
+    env = {**FAKE_ENV, "ASSISTANT_CONFIG": str(broken)}
+    env.update(
+        {
+            "missing variable": {"OPENAI_API_KEY": ""},
+            "invalid variable": {"LIVEKIT_URL": "livekit.example.com"},
+            "not found": {"ASSISTANT_CONFIG": str(tmp_path / "missing.toml")},
+            "unreadable": {"ASSISTANT_CONFIG": str(tmp_path)},
+        }.get(case, {})
+    )
+    checks = config_checks(env)
+
+    assert checks
+    assert all(c.fix and c.fix != "see the message" for c in checks), checks
 
 
 async def agent_py_check(env: dict[str, str]) -> tuple[int | None, str, str]:
@@ -330,7 +425,7 @@ async def test_agent_py_check_runs_the_preflight_as_a_subprocess(
     code, stdout, stderr = await agent_py_check(env)
 
     assert code == 0, stdout + stderr
-    assert "All 6 checks passed." in stdout
+    assert "All 7 checks passed." in stdout
     assert f"calls to {MAIN_NUMBER}, {SPANISH_NUMBER}" in stdout
     assert "Traceback" not in stderr
     assert {r.method for r in ready.requests} == {
