@@ -205,7 +205,13 @@ class WarmTransferTool(Toolset):
 
     def _failed(self, destination: Destination, failure: Failure, context: RunContext) -> str:
         report_failure(logger, "warm transfer", destination, failure, context.session)
-        return self._tell_llm(destination, f"{failure.outcome.value} ({failure.detail})")
+        unknown = (
+            " The outcome is unknown (their phone may have rung or been answered; that call "
+            "was ended): do not try this transfer again unless the caller asks."
+            if not failure.outcome_known
+            else ""
+        )
+        return self._tell_llm(destination, f"{failure.outcome.value} ({failure.detail})") + unknown
 
     def _tell_llm(self, destination: Destination, what: str) -> str:
         others = [k for k in self._destinations if k != destination.key]

@@ -34,6 +34,7 @@ from greetings import GreetingAudio
 from lifecycle import CallLifecycle
 from server_api import CallServer
 from tests.support.audio import PlayoutClock, SilentTTS
+from tests.support.cloud_host import cloud_host
 from tests.support.livekit_server import LoopbackLiveKit
 from tests.support.scripted_llm import ScriptedLLM
 from tests.support.stand_in_room import StandInParticipant, StandInRoom, phone_caller
@@ -79,17 +80,24 @@ async def phone_call(
     greeting_audio: AsyncIterable[rtc.AudioFrame] | None = None,
     greetings: GreetingAudio | None = None,
     room: StandInRoom | None = None,
+    livekit_host: str | None = None,
 ) -> AsyncIterator[Call]:
     """``tts`` replaces the SilentTTS (e.g. the real OpenAI plugin against the loopback
-    server); ``greetings`` holds audio made ahead of time (the apologies, for a rescue)."""
+    server); ``greetings`` holds audio made ahead of time (the apologies, for a rescue);
+    ``livekit_host`` names the loopback LiveKit server in the call's LIVEKIT_URL (e.g.
+    ``project.livekit.cloud``, which livekit-api treats as LiveKit Cloud), resolved to
+    127.0.0.1 for the whole call (tests/support/cloud_host.py)."""
     caller = caller or phone_caller()
     room = room or StandInRoom(ROOM, caller)
     async with AsyncExitStack() as stack:
         server = await stack.enter_async_context(LoopbackLiveKit())
+        url = server.url
+        if livekit_host is not None:
+            url = stack.enter_context(cloud_host(server.url, livekit_host))
         await stack.enter_async_context(http_context.open())
         stack.enter_context(mock.patch.dict(os.environ, server.env()))
         job = stack.enter_context(fake_job_context(room=room))
-        settings = server_settings(settings, server)
+        settings = server_settings(settings, server, url=url)
         llm = ScriptedLLM()
         session = AgentSession(llm=llm, tts=(tts or SilentTTS()) if audio else None)
         client = CallServer.from_settings(settings, room.name)
@@ -135,12 +143,15 @@ async def phone_call(
         yield call
 
 
-def server_settings(settings: Settings, server: LoopbackLiveKit) -> Settings:
-    """``settings`` with the LiveKit credentials of the loopback server (and OpenAI, when
-    the test gave it no server, on a closed loopback port: no live TTS leaves the host)."""
+def server_settings(
+    settings: Settings, server: LoopbackLiveKit, *, url: str | None = None
+) -> Settings:
+    """``settings`` with the LiveKit credentials of the loopback server, reached at
+    ``url`` if given (and OpenAI, when the test gave it no server, on a closed loopback
+    port: no live TTS leaves the host)."""
     secrets = dataclasses.replace(
         settings.secrets,
-        livekit_url=server.url,
+        livekit_url=url or server.url,
         livekit_api_key=server.api_key,
         livekit_api_secret=server.api_secret,
         openai_base_url=settings.secrets.openai_base_url or "http://127.0.0.1:9/v1",
