@@ -98,10 +98,9 @@ class CallServer:
         except api.TwirpError as error:
             if error.code == api.TwirpErrorCode.NOT_FOUND:
                 return True
+            grant = " The API key needs the roomCreate grant" if error.status in (401, 403) else ""
             logger.error(
-                "could not delete room %s: %s. The API key needs the roomCreate grant",
-                self.room_name,
-                classify(error).detail,
+                "could not delete room %s: %s.%s", self.room_name, classify(error).detail, grant
             )
             return False
         except Exception as error:
