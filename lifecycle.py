@@ -276,9 +276,20 @@ class CallLifecycle:
         kind = getattr(error, "type", "model_error").removesuffix("_error").upper()
         names = (getattr(ev.source, "provider", ""), getattr(ev.source, "model", ""))
         model = " ".join(str(name) for name in names if name)
-        logger.error(
-            "%s (%s) failed and will not recover: %s", kind, model, getattr(error, "error", error)
-        )
+        detail = getattr(error, "error", error)
+        logger.error("%s (%s) failed and will not recover: %s", kind, model, detail)
+        session = self._session
+        if (
+            kind == "STT"
+            and self._phase is Phase.TALKING
+            and session is not None
+            and session.current_speech is not None
+        ):
+            # The framework closes the session right after this, cutting off what the agent
+            # is saying: the greeting, when Deepgram is down from the start. Its voice still
+            # works, so close it first, letting that speech finish before the rescue.
+            self._outage = f"{kind} ({model}) failed: {detail}"
+            session.shutdown(drain=True)
 
     def _on_participant_disconnected(self, participant: rtc.RemoteParticipant) -> None:
         identity = participant.identity
