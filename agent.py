@@ -66,6 +66,9 @@ DRAIN_TIMEOUT_S = 1800
 # initializing a process; if it does not, calls speak the greeting with live TTS.
 GREETING_SYNTHESIS_TIMEOUT_S = 6.0
 
+# A transcript still on its way when the session closes gets this long (framework: 2 s).
+SESSION_CLOSE_TRANSCRIPT_S = 0.5
+
 # Commands that run calls, and so need a valid configuration before they start.
 _CALL_COMMANDS = {"dev", "start", "console", "connect"}
 
@@ -124,6 +127,9 @@ def build_session(
         tts=tts or build_tts(settings),
         vad=vad,
         conn_options=SESSION_CONNECT,
+        # Closing waits this long for the caller's last words to be transcribed; when
+        # speech-to-text is what failed none will come, and the apology waits on it.
+        session_close_transcript_timeout=SESSION_CLOSE_TRANSCRIPT_S,
     )
 
 

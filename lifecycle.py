@@ -276,7 +276,7 @@ class CallLifecycle:
         kind = getattr(error, "type", "model_error").removesuffix("_error").upper()
         names = (getattr(ev.source, "provider", ""), getattr(ev.source, "model", ""))
         model = " ".join(str(name) for name in names if name)
-        detail = getattr(error, "error", error)
+        detail = _describe(getattr(error, "error", error))
         logger.error("%s (%s) failed and will not recover: %s", kind, model, detail)
         session = self._session
         if (
@@ -354,3 +354,12 @@ class CallLifecycle:
         self._room.off("participant_connected", self._on_participant_connected)
         self._room.off("participant_disconnected", self._on_participant_disconnected)
         self._room.off("disconnected", self._on_room_disconnected)
+
+
+def _describe(error: object) -> str:
+    """A provider's error for the log: its type and message (not the retry flags the
+    plugins' own text carries, which read as if it might still recover)."""
+    message = getattr(error, "message", None) or str(error)
+    status = getattr(error, "status_code", None)
+    code = f" {status}" if isinstance(status, int) and status > 0 else ""
+    return f"{type(error).__name__}{code}: {message}"
