@@ -5,7 +5,9 @@ caller wait for text-to-speech: each worker process synthesizes the greetings of
 lines while it warms up (``prewarm``, before it is given a call), and the agent replays
 that audio the moment the caller joins. Each job runs in a fresh process, so this costs
 one TTS request per line's greeting per call (for a single line, what live TTS costs),
-made off the caller's clock.
+made off the caller's clock. The apologies of a call whose agent cannot go on
+(rescue.py) are made the same way, so they play even when text-to-speech is what failed:
+one or two more short requests per call.
 
 The audio is stored under everything that shapes it (the text, the TTS model and the
 voice), so a changed greeting or voice can never replay stale audio: the lookup misses
