@@ -4,6 +4,7 @@ tool's edge, and a timeline of what happened in order."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -11,6 +12,7 @@ from typing import Any
 
 import pytest
 from livekit import rtc
+from livekit.agents.voice.io import AudioInput
 from livekit.protocol import sip
 
 from config import Settings
@@ -109,3 +111,23 @@ def warm_to(destination: str = "supervisor", **extra: Any) -> LLMReply:
     """The LLM's warm_transfer call."""
     arguments = {"destination": destination, "reason": REASON, **extra}
     return call("warm_transfer", **arguments)
+
+
+class ListeningProbe(AudioInput):
+    """The caller's audio input as RoomIO provides it: records whether the session is
+    listening (attached) or not (detached). It never delivers a frame."""
+
+    def __init__(self) -> None:
+        super().__init__(label="ListeningProbe")
+        self.changes: list[str] = []
+        self._never = asyncio.Event()
+
+    async def __anext__(self) -> rtc.AudioFrame:
+        await self._never.wait()
+        raise StopAsyncIteration
+
+    def on_attached(self) -> None:
+        self.changes.append("listening")
+
+    def on_detached(self) -> None:
+        self.changes.append("not listening")

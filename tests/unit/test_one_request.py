@@ -24,8 +24,6 @@ import time
 from typing import Any
 
 import pytest
-from livekit import rtc
-from livekit.agents.voice.io import AudioInput
 from livekit.protocol import sip
 
 from config import Settings
@@ -47,6 +45,7 @@ from tests.support.livekit_server import (
 from tests.support.scripted_llm import Reply as LLMReply
 from tests.support.scripted_llm import call, say
 from tests.support.stand_in_room import SIP, StandInParticipant
+from tests.support.supervisor import ListeningProbe
 from tools import warm_transfer
 
 CLOUD = "project.livekit.cloud"
@@ -143,27 +142,9 @@ def hold(monkeypatch: pytest.MonkeyPatch) -> Hold:
     return music
 
 
-class Ears(AudioInput):
-    """The caller's audio input as RoomIO provides it: records whether the agent listens."""
-
-    def __init__(self) -> None:
-        super().__init__(label="Ears")
-        self.changes: list[str] = []
-        self._never = asyncio.Event()
-
-    async def __anext__(self) -> rtc.AudioFrame:
-        await self._never.wait()
-        raise StopAsyncIteration
-
-    def on_attached(self) -> None:
-        self.changes.append("listening")
-
-    def on_detached(self) -> None:
-        self.changes.append("not listening")
-
-
-def ears(c: Call) -> Ears:
-    c.session.input.audio = probe = Ears()
+def ears(c: Call) -> ListeningProbe:
+    """Whether the agent listens, switched as RoomIO's input would be."""
+    c.session.input.audio = probe = ListeningProbe()
     return probe
 
 

@@ -10,14 +10,11 @@ interface here; the real BackgroundAudioPlayer-backed one is tested on its own a
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any
 
 import pytest
-from livekit import rtc
 from livekit.agents.voice.events import ConversationItemAddedEvent
-from livekit.agents.voice.io import AudioInput
 
 import prompts
 from config import Secrets, Settings, parse_settings
@@ -31,6 +28,7 @@ from tests.support.stand_in_room import SIP, StandInParticipant, phone_caller
 from tests.support.supervisor import (
     REASON,
     SUPERVISOR,
+    ListeningProbe,
     RecordingHold,
     Timeline,
     answers,
@@ -48,26 +46,6 @@ HANDOFF = "I'll leave you two to talk now. Goodbye."
 
 
 # --------------------------------------------------------------------------- stand-ins
-
-
-class ListeningProbe(AudioInput):
-    """The caller's audio input as RoomIO provides it: records whether the session is
-    listening (attached) or not (detached). It never delivers a frame."""
-
-    def __init__(self) -> None:
-        super().__init__(label="ListeningProbe")
-        self.changes: list[str] = []
-        self._never = asyncio.Event()
-
-    async def __anext__(self) -> rtc.AudioFrame:
-        await self._never.wait()
-        raise StopAsyncIteration
-
-    def on_attached(self) -> None:
-        self.changes.append("listening")
-
-    def on_detached(self) -> None:
-        self.changes.append("not listening")
 
 
 def listen(c: Call, timeline: Timeline) -> ListeningProbe:
