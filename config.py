@@ -176,8 +176,9 @@ def parse_settings(data: Mapping[str, Any], *, source: str, secrets: Secrets) ->
     )
 
     models = parse_models(p.table(data, "models"), p)
-    lines = parse_lines(p.table(data, "lines"), p)
-    destinations = parse_destinations(data.get("destinations", []), p)
+    lines = parse_lines(p.table(data, "lines"), models, p)
+    # after the lines: every destination needs a name in each language a line speaks
+    destinations = parse_destinations(data.get("destinations", []), models, lines, p)
 
     transfer = parse_transfer(p.table(data, "transfer"), source, secrets, p)
     if any("warm" in d.modes for d in destinations) and not transfer.outbound_trunk_id:

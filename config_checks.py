@@ -1,7 +1,7 @@
 """The checks behind config.py: ASCII-only patterns, the problem collector and the
-error it becomes, and the rules for text, addresses, SIP headers, and environment URLs
-and secrets. (Whether an audio file plays is config_audio.py's; reading the file is
-config_file.py's.)
+error it becomes, and the rules for text, language codes, addresses, SIP headers, and
+environment URLs and secrets. (Whether an audio file plays is config_audio.py's;
+reading the file is config_file.py's.)
 
 The checks do not raise: each says what is wrong, config.py collects every answer and
 raises one ConfigError, so a configuration is fixed in one pass.
@@ -15,6 +15,8 @@ import unicodedata
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
+
+from languages import STT_LANGUAGES
 
 # re.ASCII, because \d alone also matches full-width and Arabic-Indic digits;
 # \Z rather than $, because $ also matches before a trailing newline.
@@ -141,6 +143,20 @@ class Problems:
             return default
         return value
 
+    def language(
+        self, table: Mapping[str, Any], key: str, where: str, *, default: str | None = None
+    ) -> str | None:
+        """A language code of languages.STT_LANGUAGES (language_problem); ``default``
+        when absent or wrong (and reported)."""
+        value = table.get(key, default)
+        if value is None:
+            return None
+        value = value.strip() if isinstance(value, str) else value
+        if why := language_problem(value):
+            self.add(f"{where}{key}", value, why)
+            return default
+        return value
+
     def flag(self, table: Mapping[str, Any], key: str, where: str) -> bool:
         value = table.get(key, False)
         if not isinstance(value, bool):
@@ -154,6 +170,35 @@ class Problems:
             self.add(key, value, "must be a table, e.g. [" + key + "]")
             return {}
         return value
+
+
+# --------------------------------------------------------------------------- languages
+
+LANGUAGE_EXAMPLES = "en-US, en-GB, es, es-419, fr-CA, de, pt-BR"
+
+
+def language_problem(value: Any) -> str | None:
+    """Why ``value`` cannot be a language this configuration speaks, or None: it must be
+    one of languages.STT_LANGUAGES exactly as Deepgram writes it, and a language, not
+    Deepgram's "multi" (a line lists the languages its callers speak instead)."""
+    if not isinstance(value, str) or not value.strip():
+        return f"must be a language code, like {LANGUAGE_EXAMPLES}"
+    if value == "multi":
+        return (
+            'is Deepgram\'s "listen for several languages", not a language to speak; list '
+            'the languages themselves (on a line: language = ["es", "en-US"])'
+        )
+    if value in STT_LANGUAGES:
+        return None
+    if (same := _BY_LOWER.get(value.strip().lower())) is not None:
+        return f"not a language code as Deepgram writes it (case matters): write {same!r}"
+    return (
+        "not a language code our speech-to-text (Deepgram) accepts; use one exactly as "
+        f"Deepgram writes it, like {LANGUAGE_EXAMPLES} (all: languages.STT_LANGUAGES)"
+    )
+
+
+_BY_LOWER = {code.lower(): code for code in STT_LANGUAGES if code != "multi"}
 
 
 # --------------------------------------------------------------------------- addresses

@@ -23,7 +23,6 @@ from config_checks import (
     E164,
     HEADERS_MAX,
     KEY,
-    LANGUAGE_CODE,
     MODEL_HINT,
     MODEL_MAX,
     MODEL_NAME,
@@ -34,6 +33,7 @@ from config_checks import (
     address,
     dotted,
     header_problem,
+    language_problem,
 )
 from config_types import (
     TRANSFER_MODES,
@@ -45,6 +45,13 @@ from config_types import (
     Secrets,
     Transfer,
     TransferMode,
+)
+from languages import (
+    ENGLISH_ONLY_LANGUAGES,
+    ENGLISH_ONLY_MODELS,
+    LANGUAGE_NAMES,
+    STT_LANGUAGES,
+    base_language,
 )
 
 # Providers a fallback model may come from, per kind of model ("provider:model").
@@ -76,14 +83,7 @@ def parse_models(raw: Mapping[str, Any], p: Problems) -> Models:
         )
         for name in _MODEL_TEXTS
     }
-    language = p.text(
-        raw,
-        "language",
-        "models.",
-        default=defaults.language,
-        pattern=LANGUAGE_CODE,
-        hint="must be a language code like en-US",
-    )
+    language = p.language(raw, "language", "models.", default=defaults.language)
     models = Models(**texts, language=language)  # type: ignore[arg-type]
     primaries = {  # the models a fallback of each kind backs up
         "llm": {ModelChoice("openai", models.llm): "models.llm"},
@@ -144,8 +144,9 @@ def _fallbacks(
 # --------------------------------------------------------------------------- [lines]
 
 
-def parse_lines(raw: Mapping[str, Any], p: Problems) -> tuple[Line, ...]:
-    """Every line of ``[lines]``; two lines cannot share a dialed number."""
+def parse_lines(raw: Mapping[str, Any], models: Models, p: Problems) -> tuple[Line, ...]:
+    """Every line of ``[lines]``; two lines cannot share a dialed number, and a line's
+    speech-to-text model must understand the languages the line speaks."""
     lines: list[Line] = []
     for line_id, table in raw.items():
         if (line := _line(line_id, table, p)) is not None:
@@ -160,7 +161,12 @@ def parse_lines(raw: Mapping[str, Any], p: Problems) -> tuple[Line, ...]:
             )
         elif line.number:
             seen_numbers[line.number] = line.id
+        if line.stt_model in ENGLISH_ONLY_MODELS:
+            _english_only(line, models, p)
     return tuple(lines)
+
+
+_LINE_KEYS = {"number", "language", "stt_model", "greeting", "voice", "tts_model"}
 
 
 def _line(line_id: str, raw: Any, problems: Problems) -> Line | None:
@@ -173,7 +179,11 @@ def _line(line_id: str, raw: Any, problems: Problems) -> Line | None:
         problems.add(where, raw, f"must be a table ([{where}])")
         return None
     prefix = where + "."
-    problems.keys(raw, {"number", "language", "stt_model", "greeting"}, prefix)
+
+    def model(key: str) -> str | None:
+        return problems.text(raw, key, prefix, limit=MODEL_MAX, pattern=MODEL_NAME, hint=MODEL_HINT)
+
+    problems.keys(raw, _LINE_KEYS, prefix)
     return Line(
         id=line_id,
         number=problems.text(
@@ -183,50 +193,101 @@ def _line(line_id: str, raw: Any, problems: Problems) -> Line | None:
             pattern=E164,
             hint="must be the dialed number in E.164, like +15551234567",
         ),
-        language=problems.text(
-            raw,
-            "language",
-            prefix,
-            pattern=LANGUAGE_CODE,
-            hint="must be a language code like en-US, es or fr-CA",
-        ),
-        stt_model=problems.text(
-            raw, "stt_model", prefix, limit=MODEL_MAX, pattern=MODEL_NAME, hint=MODEL_HINT
-        ),
+        languages=_line_languages(raw.get("language"), prefix + "language", problems),
+        stt_model=model("stt_model"),
         greeting=problems.text(
             raw,
             "greeting",
             prefix,
             pattern=KEY,
-            hint="must name a prompt file in prompts/ (without .md)",
+            hint="must name a prompt file in prompts/<language>/ (without .md)",
         ),
+        voice=model("voice"),
+        tts_model=model("tts_model"),
+    )
+
+
+def _line_languages(value: Any, where: str, p: Problems) -> tuple[str, ...]:
+    """``language = "es"`` or ``language = ["es", "en-US"]``: the line's own language
+    first, then the others its callers may speak."""
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        listed = [(where, value)]
+    elif isinstance(value, list) and value:
+        listed = [(f"{where}[{i}]", code) for i, code in enumerate(value)]
+    else:
+        p.add(
+            where,
+            value,
+            'must be a language code or a non-empty list of them: "es", or ["es", "en-US"] '
+            "(the line's own language first, then others its callers may speak)",
+        )
+        return ()
+    codes: list[str] = []
+    for at, code in listed:
+        code = code.strip() if isinstance(code, str) else code
+        if why := language_problem(code):
+            p.add(at, code, why)
+        elif code in codes:
+            p.add(at, code, "listed twice")
+        else:
+            codes.append(code)
+    return tuple(codes)
+
+
+def _english_only(line: Line, models: Models, p: Problems) -> None:
+    """An English-only Deepgram model on a line that speaks another language would not
+    understand its callers (and LiveKit's plugin would quietly swap it for another)."""
+    spoken = line.languages or (models.language,)
+    others = [code for code in spoken if code not in ENGLISH_ONLY_LANGUAGES]
+    if not others:
+        return
+    whose = "" if line.languages else " (models.language, the default)"
+    p.add(
+        f"lines.{line.id}.stt_model",
+        line.stt_model,
+        f"an English-only Deepgram model (it accepts {', '.join(ENGLISH_ONLY_LANGUAGES)}), "
+        f"but lines.{line.id} speaks {', '.join(map(repr, others))}{whose}; use one that "
+        "speaks it (nova-3, or nova-2-general) or leave stt_model out to have it chosen "
+        "by language",
     )
 
 
 # --------------------------------------------------------------------------- [[destinations]]
 
 
-def parse_destinations(raw: Any, p: Problems) -> tuple[Destination, ...]:
-    """Every ``[[destinations]]`` entry; keys are what the LLM names, so they are unique."""
+def parse_destinations(
+    raw: Any, models: Models, lines: Sequence[Line], p: Problems
+) -> tuple[Destination, ...]:
+    """Every ``[[destinations]]`` entry; keys are what the LLM names, so they are unique,
+    and each has a name in every language the configuration speaks."""
     if not isinstance(raw, list):
         p.add("destinations", raw, "must be an array of tables ([[destinations]])")
         raw = []
-    destinations: list[Destination] = []
+    numbered: list[tuple[int, Destination]] = []  # with its place in the file
     for i, table in enumerate(raw):
-        if (dest := _destination(table, f"destinations[{i}]", p)) is not None:
-            destinations.append(dest)
+        if (dest := _destination(table, f"destinations[{i}]", models.language, p)) is not None:
+            numbered.append((i, dest))
     seen_keys: set[str] = set()
-    for i, dest in enumerate(destinations):
+    for i, dest in numbered:
         if dest.key in seen_keys:
             p.add(f"destinations[{i}].key", dest.key, "duplicate destination key")
         seen_keys.add(dest.key)
-    return tuple(destinations)
+    _spoken_names(numbered, models, lines, p)
+    return tuple(dest for _, dest in numbered)
 
 
-_DESTINATION_KEYS = {f.name for f in dataclasses.fields(Destination)}  # its TOML keys
+# Its TOML keys: all its fields but the one parse_destinations fills in.
+_DESTINATION_KEYS = {f.name for f in dataclasses.fields(Destination)} - {"default_language"}
+
+# The keys of ``names``: the languages of STT_LANGUAGES without region or script.
+_NAME_LANGUAGES = frozenset(base_language(code) for code in STT_LANGUAGES if code != "multi")
 
 
-def _destination(raw: Any, where: str, problems: Problems) -> Destination | None:
+def _destination(
+    raw: Any, where: str, default_language: str, problems: Problems
+) -> Destination | None:
     if not isinstance(raw, Mapping):
         problems.add(where, raw, "must be a table ([[destinations]])")
         return None
@@ -296,6 +357,9 @@ def _destination(raw: Any, where: str, problems: Problems) -> Destination | None
             else:
                 headers[header] = value
 
+    language = problems.language(raw, "language", prefix)
+    names = _names(raw.get("names", {}), prefix + "names", default_language, problems)
+
     if key is None or name is None or description is None or to is None or not modes:
         return None
     return Destination(
@@ -308,7 +372,77 @@ def _destination(raw: Any, where: str, problems: Problems) -> Destination | None
         ringing_timeout=float(timeout),
         extension=extension,
         headers=MappingProxyType(headers),
+        language=language,
+        names=MappingProxyType(names),
+        default_language=default_language,
     )
+
+
+def _names(raw: Any, where: str, default_language: str, p: Problems) -> dict[str, str]:
+    """``names = { es = "el equipo de facturación" }``: the name in other languages, by
+    base code; ``name`` is the one in the default language."""
+    if not isinstance(raw, Mapping):
+        p.add(where, raw, 'must be a table like { es = "el equipo de facturación" }')
+        return {}
+    default = base_language(default_language)
+    names: dict[str, str] = {}
+    for language, value in raw.items():
+        at = dotted(where + ".", language)
+        if language == default:
+            p.add(
+                at,
+                value,
+                f"{language} is the default language (models.language = {default_language!r}), "
+                "in which a destination's name is its name; remove this one",
+            )
+        elif language in _NAME_LANGUAGES:
+            if (text := p.text(raw, language, where + ".")) is not None:
+                names[language] = text
+        elif language in STT_LANGUAGES and language != "multi":
+            p.add(
+                at,
+                value,
+                f"names are by language, not region: write {base_language(language)} = ... "
+                f"(used for every {base_language(language)}-... code)",
+            )
+        else:
+            p.add(
+                at,
+                value,
+                "not a language: the keys of names are language codes without a region, "
+                "like es, fr or de",
+            )
+    return names
+
+
+def _spoken_names(
+    numbered: Sequence[tuple[int, Destination]],
+    models: Models,
+    lines: Sequence[Line],
+    p: Problems,
+) -> None:
+    """Every language the configuration speaks other than the default needs every
+    destination's name in it: a Spanish line must not say "Le comunico con the billing
+    team". ``numbered``: the destinations with their place in the file."""
+    default = base_language(models.language)
+    where: dict[str, list[str]] = {}  # language -> what configures it
+    for line in lines:
+        shown = repr(line.languages[0]) if len(line.languages) == 1 else repr(list(line.languages))
+        for base in dict.fromkeys(base_language(code) for code in line.languages):
+            where.setdefault(base, []).append(f"lines.{line.id}.language = {shown}")
+    for i, dest in numbered:
+        if dest.language:
+            where.setdefault(base_language(dest.language), []).append(
+                f"destinations[{i}].language = {dest.language!r}"
+            )
+    for i, dest in numbered:
+        for base, configured in where.items():
+            if base != default and base not in dest.names:
+                p.items.append(
+                    f"destinations[{i}].names.{base}: missing: {dest.key} needs its name in "
+                    f"{LANGUAGE_NAMES.get(base, base)} (configured by {', '.join(configured)}); "
+                    f'add names = {{ {base} = "..." }} to this destination'
+                )
 
 
 # --------------------------------------------------------------------------- [transfer]

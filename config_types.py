@@ -12,6 +12,7 @@ from types import MappingProxyType
 from typing import Literal
 
 from config_checks import E164
+from languages import base_language
 
 TransferMode = Literal["cold", "warm"]
 TRANSFER_MODES: tuple[TransferMode, ...] = ("cold", "warm")
@@ -62,13 +63,27 @@ class Models:
 @dataclass(frozen=True, slots=True)
 class Line:
     """A phone number that reaches the agent (``sip.trunkPhoneNumber``), or a line a
-    dispatch rule names with the ``assistant.line`` participant attribute."""
+    dispatch rule names with the ``assistant.line`` participant attribute.
+
+    ``languages`` (``language = "es"`` or ``["es", "en-US"]`` in the file): the first is
+    the line's own language, the one its greeting and fixed sentences are said in; the
+    others are languages a caller on it may also speak (the speech-to-text then listens
+    with Deepgram's "multi"). Empty: the business default, ``models.language``
+    (``Settings.line_languages`` resolves it). ``voice`` and ``tts_model`` default to
+    ``models.voice`` and ``models.tts``, ``stt_model`` to the choice by language."""
 
     id: str
     number: str | None = None
-    language: str | None = None
+    languages: tuple[str, ...] = ()
     stt_model: str | None = None
     greeting: str | None = None
+    voice: str | None = None
+    tts_model: str | None = None
+
+    @property
+    def language(self) -> str | None:
+        """The line's own language, or None: the business default."""
+        return self.languages[0] if self.languages else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +100,29 @@ class Destination:
     ringing_timeout: float = 30.0
     extension: str | None = None
     headers: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    # The language of whoever answers (a warm transfer's introduction is said in it);
+    # None: the business default.
+    language: str | None = None
+    # ``name`` in other languages, by base code ("es"); ``name`` itself is in the
+    # business default language, ``default_language`` (``models.language``).
+    names: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    default_language: str = "en-US"
+
+    def spoken_name(self, language: str) -> str:
+        """The name to say in ``language`` (a code: "es-419" uses ``names["es"]``).
+
+        Start-up makes sure every destination has a name in each of
+        ``Settings.languages``; a language outside them that has no name raises
+        KeyError rather than putting English words into, say, a French sentence."""
+        base = base_language(language)
+        if base == base_language(self.default_language):
+            return self.name
+        if base in self.names:
+            return self.names[base]
+        raise KeyError(
+            f"destination {self.key!r} has no name in {language!r} (names: "
+            f"{', '.join(sorted(self.names)) or 'none'}; default {self.default_language})"
+        )
 
     @property
     def transfer_to(self) -> str:
@@ -129,6 +167,27 @@ class Settings:
 
     def destination(self, key: str) -> Destination | None:
         return next((d for d in self.destinations if d.key == key), None)
+
+    def line_languages(self, line: Line | None) -> tuple[str, ...]:
+        """A line's languages, its own first; the business default for no line or a
+        line without ``language``."""
+        return (line.languages if line else ()) or (self.models.language,)
+
+    @property
+    def languages(self) -> tuple[str, ...]:
+        """Every language this configuration can speak, as configured (codes like
+        "es-419"): ``models.language`` first, then every line's, then every
+        destination's ``language``; each once."""
+        codes = [self.models.language]
+        codes += [code for line in self.lines for code in line.languages]
+        codes += [d.language for d in self.destinations if d.language]
+        return tuple(dict.fromkeys(codes))
+
+    @property
+    def prompt_languages(self) -> tuple[str, ...]:
+        """The base codes of ``languages`` ("es", "en"), the default's first, each once:
+        the folders of prompts/ this configuration needs."""
+        return tuple(dict.fromkeys(base_language(code) for code in self.languages))
 
     @property
     def failure_destination(self) -> Destination | None:

@@ -1,5 +1,6 @@
 """The languages a call can be held in: the codes our speech-to-text (Deepgram nova-3 and
-nova-2) accepts, and the name the instructions give each ("Speak Spanish").
+nova-2) accepts, the name the instructions give each ("Speak Spanish"), the Deepgram
+models that understand English only, and a code's base language (its prompt folder).
 
 One place for both, so work on per-language prompts extends this table. A code from
 outside (the ``assistant.language`` attribute a dispatch rule or trunk sets) is used
@@ -87,6 +88,37 @@ LANGUAGE_NAMES: dict[str, str] = {
     "vi": "Vietnamese",
     "zh": "Chinese",
 }
+
+# Deepgram models that transcribe English only: every specialised option of nova-2, and
+# the phone-call, meeting and other specialised options of the legacy Nova, Enhanced and
+# Base models. Each accepts only the codes in ENGLISH_ONLY_LANGUAGES (other English
+# codes included: LiveKit's Deepgram plugin then swaps the model for nova-2-general).
+# nova-3-medical is not here: Deepgram lists it as English-only, then added
+# language=multi to it (changelog "Nova-3 Medical Multilingual").
+# Sources: Deepgram's "Models & Languages Overview" (the Language column of its Nova-2,
+# Nova, Enhanced and Base tables) and livekit-plugins-deepgram's stt._validate_model.
+ENGLISH_ONLY_MODELS: frozenset[str] = frozenset(
+    {
+        *("nova-2-meeting", "nova-2-phonecall", "nova-2-voicemail", "nova-2-finance"),
+        *("nova-2-conversationalai", "nova-2-video", "nova-2-medical", "nova-2-drivethru"),
+        *("nova-2-automotive", "nova-2-atc"),
+        *("nova-phonecall", "nova-medical"),
+        *("enhanced-meeting", "enhanced-phonecall", "enhanced-finance"),
+        *("base-meeting", "base-phonecall", "base-finance", "base-conversationalai"),
+        *("base-voicemail", "base-video"),
+        # the Base options as the deprecated tier syntax names them (tier=base, the default)
+        *("meeting", "phonecall", "finance", "conversationalai", "voicemail", "video"),
+    }
+)
+ENGLISH_ONLY_LANGUAGES: tuple[str, ...] = ("en", "en-US")
+
+
+def base_language(code: str) -> str:
+    """A language code's language without its region or script: "es-419" -> "es",
+    "en-US" -> "en", "zh-Hant" -> "zh". The prompts are kept by this code
+    (prompts/es/), and so are a destination's spoken names."""
+    return code.split("-", 1)[0].lower()
+
 
 _SUPPORTED = re.compile(
     "|".join(re.escape(code) for code in sorted(STT_LANGUAGES, key=len, reverse=True)),
