@@ -23,7 +23,7 @@ import logging
 import os
 import sys
 import warnings
-from collections.abc import AsyncIterable, Callable
+from collections.abc import AsyncIterable, Callable, Mapping
 from pathlib import Path
 
 from dotenv import load_dotenv
@@ -48,8 +48,17 @@ from caller import Caller, SttChoice, await_sip_attributes, choose_stt, find_cal
 from config import ConfigError, Settings, load_settings
 from greetings import GreetingAudio, Voice
 from lifecycle import CallLifecycle
-from models import SESSION_CONNECT, build_llm, build_stt, build_tts, vad_problem
+from models import (
+    SESSION_CONNECT,
+    build_llm,
+    build_stt,
+    build_tts,
+    every_voice,
+    vad_problem,
+    voice_for,
+)
 from privacy import install_log_masking, safe_name, secret_values
+from prompts import Words
 from rescue import ApologyAudio, CallRescue
 from server_api import CallServer
 from tools.cold_transfer import ColdTransferTool
@@ -80,13 +89,14 @@ class PhoneAssistant(Agent):
         *,
         caller: Caller,
         lifecycle: CallLifecycle,
-        language: str,
+        words: Words,
         greeting: str,
         greeting_audio: AsyncIterable[rtc.AudioFrame] | None = None,
     ) -> None:
+        """``words`` are the fixed sentences of the call's language."""
         super().__init__(
-            instructions=prompts.instructions(settings, language),
-            tools=call_tools(settings, caller, lifecycle),
+            instructions=words.instructions(),
+            tools=call_tools(settings, caller, lifecycle, words),
         )
         self._greeting = greeting
         self._greeting_audio = greeting_audio
@@ -102,13 +112,15 @@ class PhoneAssistant(Agent):
         )
 
 
-def call_tools(settings: Settings, caller: Caller, lifecycle: CallLifecycle) -> list[Toolset]:
+def call_tools(
+    settings: Settings, caller: Caller, lifecycle: CallLifecycle, words: Words
+) -> list[Toolset]:
     """end_call always; a transfer tool for each transfer mode a destination allows."""
     tools: list[Toolset] = [EndCall(lifecycle)]
     if settings.destinations_for("cold"):
-        tools.append(ColdTransferTool(settings.destinations, caller, lifecycle))
+        tools.append(ColdTransferTool(settings.destinations, caller, lifecycle, words))
     if settings.destinations_for("warm"):
-        tools.append(WarmTransferTool(settings, caller, lifecycle))
+        tools.append(WarmTransferTool(settings, caller, lifecycle, words))
     return tools
 
 
@@ -133,18 +145,30 @@ def build_session(
     )
 
 
-def tts_voice(settings: Settings) -> Voice:
-    return Voice(model=settings.models.tts, voice=settings.models.voice)
+def made_ahead(settings: Settings) -> dict[Voice, set[str]]:
+    """What prewarm synthesizes, by voice: every line's greeting and the apologies of a
+    call that cannot go on (those must play even when text-to-speech is what failed), in
+    every language the configuration speaks (a caller may select one)."""
+    made: dict[Voice, set[str]] = {}
+    for line in (None, *settings.lines):
+        texts = made.setdefault(voice_for(settings, line), set())
+        for language in settings.languages:
+            words = Words(settings, language)
+            texts.add(words.greeting(line))
+            texts.update(words.apologies())
+    return made
 
 
-def every_greeting(settings: Settings) -> set[str]:
-    return {prompts.greeting(settings, line) for line in (None, *settings.lines)}
-
-
-def made_ahead(settings: Settings) -> set[str]:
-    """What prewarm synthesizes: every greeting, and the apologies of a call that cannot
-    go on (those must play even when text-to-speech is what failed)."""
-    return every_greeting(settings) | set(prompts.every_failure_words(settings))
+async def make_ahead(greetings: GreetingAudio, settings: Settings, *, time_limit: float) -> None:
+    """Synthesize ``made_ahead`` with each voice's own TTS, concurrently."""
+    await asyncio.gather(
+        *(
+            greetings.synthesize(
+                lambda voice=voice: build_tts(settings, voice), voice, texts, time_limit=time_limit
+            )
+            for voice, texts in made_ahead(settings).items()
+        )
+    )
 
 
 def prewarm(proc: JobProcess) -> None:
@@ -157,14 +181,7 @@ def prewarm(proc: JobProcess) -> None:
     proc.userdata["vad"] = silero.VAD.load()
     greetings = GreetingAudio()
     try:
-        asyncio.run(
-            greetings.synthesize(
-                lambda: build_tts(settings),
-                tts_voice(settings),
-                made_ahead(settings),
-                time_limit=GREETING_SYNTHESIS_TIMEOUT_S,
-            )
-        )
+        asyncio.run(make_ahead(greetings, settings, time_limit=GREETING_SYNTHESIS_TIMEOUT_S))
     except Exception:
         # An optimization only: a process that cannot take calls would drop callers.
         logger.exception("greeting synthesis failed; calls will speak it with live TTS")
@@ -172,7 +189,7 @@ def prewarm(proc: JobProcess) -> None:
     # Each OpenAI plugin builds an HTTP client that loads the CA bundle (~35 ms each):
     # done here, that is not spent while the caller listens to silence.
     proc.userdata["llm"] = build_llm(settings)
-    proc.userdata["tts"] = build_tts(settings)
+    proc.userdata["tts"] = {voice: build_tts(settings, voice) for voice in every_voice(settings)}
 
 
 server = AgentServer(setup_fnc=prewarm, drain_timeout=DRAIN_TIMEOUT_S)
@@ -192,9 +209,7 @@ async def answer_call(ctx: JobContext) -> None:
 
     # From here on the lifecycle decides how the call ends, whatever happens below.
     server = None if ctx.is_fake_job() else CallServer.from_settings(settings, ctx.room.name)
-    lifecycle = open_call(
-        settings, ctx.room, caller, greetings, server=server, end_job=ctx.shutdown
-    )
+    lifecycle = open_call(ctx.room, caller, server=server, end_job=ctx.shutdown)
     ctx.add_shutdown_callback(lifecycle.on_job_shutdown)
 
     await await_sip_attributes(ctx.room, participant, wait=settings.attributes_timeout)
@@ -233,18 +248,15 @@ async def start_session(
 
 
 def open_call(
-    settings: Settings,
     room: rtc.Room,
     caller: Caller,
-    greetings: GreetingAudio,
     *,
     server: CallServer | None,
     end_job: Callable[[str], None],
 ) -> CallLifecycle:
-    """The call's lifecycle, with the rescue it runs if the agent cannot go on."""
-    audio = ApologyAudio(greetings, tts_voice(settings), lambda: build_tts(settings))
-    rescue = CallRescue(settings, room=room, caller=caller.identity, server=server, audio=audio)
-    return CallLifecycle(room, caller.identity, server=server, end_job=end_job, rescue=rescue)
+    """The call's lifecycle: from here on it decides how the call ends. Its rescue comes
+    with the session (``prepare_call``), once the call's language and voice are known."""
+    return CallLifecycle(room, caller.identity, server=server, end_job=end_job)
 
 
 def prepare_call(
@@ -255,28 +267,60 @@ def prepare_call(
     vad: silero.VAD,
     greetings: GreetingAudio,
     llm: agents_llm.LLM | None = None,
-    tts: agents_tts.TTS | None = None,
+    tts: Mapping[Voice, agents_tts.TTS] | None = None,
 ) -> tuple[AgentSession, PhoneAssistant]:
-    """The session and agent for one caller: their line decides the STT model and the
-    greeting; the lifecycle follows the session. Apart from answer_call so the whole-call
-    test and the bench build calls exactly as the worker does."""
+    """The session and agent for one caller: their line decides the language, the STT
+    model, the voice and the greeting; the lifecycle follows the session and gets the
+    rescue it runs in the call's language and voice. ``llm`` and ``tts`` (by voice) are
+    what prewarm built. Apart from answer_call so the whole-call test and the bench build
+    calls exactly as the worker does."""
     line = resolve_line(caller, settings)
     stt = choose_stt(caller, line, settings)
+    voice = voice_for(settings, line)
+    words = Words(settings, stt.speaks)
     logger.info(
-        "answering %s; STT %s/%s: %s", caller.describe(), stt.model, stt.language, stt.reason
+        "answering %s in %s; STT %s/%s: %s",
+        caller.describe(),
+        stt.speaks,
+        stt.model,
+        stt.language,
+        stt.reason,
     )
-    greeting = prompts.greeting(settings, line)
+    greeting = words.greeting(line)
     agent = PhoneAssistant(
         settings,
         caller=caller,
         lifecycle=lifecycle,
-        language=stt.language,
+        words=words,
         greeting=greeting,
-        greeting_audio=greetings.replay(greeting, tts_voice(settings)),
+        greeting_audio=greetings.replay(greeting, voice),
     )
-    session = build_session(settings, stt, vad, llm=llm, tts=tts)
+    speech = (tts or {}).get(voice) or build_tts(settings, voice)
+    session = build_session(settings, stt, vad, llm=llm, tts=speech)
+    lifecycle.rescue = rescue_for(settings, lifecycle, caller, words, voice, greetings)
     lifecycle.watch(session)
     return session, agent
+
+
+def rescue_for(
+    settings: Settings,
+    lifecycle: CallLifecycle,
+    caller: Caller,
+    words: Words,
+    voice: Voice,
+    greetings: GreetingAudio,
+) -> CallRescue:
+    """What the lifecycle runs if the agent cannot go on: the apology in the call's
+    language and voice, from the audio prewarm made (live TTS only if it is missing)."""
+    audio = ApologyAudio(greetings, voice, lambda: build_tts(settings, voice))
+    return CallRescue(
+        settings,
+        words,
+        room=lifecycle.room,
+        caller=caller.identity,
+        server=lifecycle.server,
+        audio=audio,
+    )
 
 
 def _startup_settings(command: str) -> Settings:

@@ -19,6 +19,7 @@ from livekit.agents import JobContext
 import languages
 from config import Line, Settings
 from privacy import mask_number, safe_name, safe_repr
+from prompts import prompt_language
 
 logger = logging.getLogger("phone-assistant.caller")
 
@@ -142,39 +143,60 @@ def resolve_line(caller: Caller, settings: Settings) -> Line | None:
 @dataclass(frozen=True, slots=True)
 class SttChoice:
     model: str
-    language: str
+    language: str  # what Deepgram listens for: "en-US", "es", or "multi"
     reason: str
+    speaks: str  # the call's language: its fixed sentences and the LLM's ("es", "en-US")
 
 
 def choose_stt(caller: Caller, line: Line | None, settings: Settings) -> SttChoice:
-    """Pick the Deepgram model for this caller.
+    """The call's language and the Deepgram model that hears it.
 
-    Phone audio is 8 kHz and noisy, so English phone calls get the phone-call model;
-    that model is English-only, so other languages get the general model with their
-    language; web and console callers get the general model.
+    A line speaks its first configured language; a caller may select another one with the
+    ``assistant.language`` attribute, honoured only for a language this configuration
+    speaks (its prompts are complete: prompts.check at start-up). Phone audio is 8 kHz and
+    noisy, so English phone calls get the phone-call model; that model is English-only,
+    so other languages get the general model with their language, and a line configured
+    for several languages gets Deepgram's "multi". Web and console callers get the
+    general model.
     """
     models = settings.models
     if not caller.is_phone:
-        return SttChoice(models.stt_general, models.language, "not a phone call")
+        return SttChoice(models.stt_general, models.language, "not a phone call", models.language)
 
-    # Only a code our speech-to-text knows: the value goes into the Deepgram request and,
-    # as a language name, into the instructions.
-    requested = caller.attributes.get(LANGUAGE_ATTRIBUTE)
-    if requested is not None and not languages.is_supported(requested):
-        logger.warning(
-            "ignoring %s=%s: not a language code the speech-to-text supports",
-            LANGUAGE_ATTRIBUTE,
-            safe_repr(requested),
-        )
-        requested = None
-    language = requested or (line.language if line else None) or models.language
+    own = (line.languages if line else ()) or (models.language,)
     where = f"line {line.id}" if line else "default line"
-    if line and line.stt_model:
-        return SttChoice(line.stt_model, language, f"{where} overrides the model")
-    if language.lower().startswith("en"):
-        return SttChoice(models.stt_phone, language, f"phone call, {where}, English")
+    requested = _requested_language(caller, settings)
+    speaks = requested or own[0]
+    several = requested is None and len({prompt_language(code) for code in own}) > 1
+    heard = "multi" if several else speaks
+    # the phone model knows "en" and "en-US" only (Deepgram swaps it out for others)
+    english = speaks in languages.ENGLISH_ONLY_LANGUAGES and not several
+    override = line.stt_model if line else None
+    if override and (english or override not in languages.ENGLISH_ONLY_MODELS):
+        return SttChoice(override, heard, f"{where} sets the model", speaks)
+    if english:
+        return SttChoice(models.stt_phone, heard, f"phone call, {where}, English", speaks)
+    why = "several languages" if several else f"language {speaks}"
     return SttChoice(
         models.stt_general,
-        language,
-        f"phone call, {where}, language {language} ({models.stt_phone} is English-only)",
+        heard,
+        f"phone call, {where}, {why} ({models.stt_phone} is English-only)",
+        speaks,
     )
+
+
+def _requested_language(caller: Caller, settings: Settings) -> str | None:
+    """``assistant.language`` if it names a language this configuration speaks. The value
+    comes from a dispatch rule or a trunk header: it is data, and reaches neither the
+    instructions nor the Deepgram request unless it is one of ours."""
+    requested = caller.attributes.get(LANGUAGE_ATTRIBUTE)
+    if requested is None:
+        return None
+    if not languages.is_supported(requested):
+        reason = "not a language code the speech-to-text supports"
+    elif prompt_language(requested) not in settings.prompt_languages:
+        reason = "not a language this configuration speaks"
+    else:
+        return requested
+    logger.warning("ignoring %s=%s: %s", LANGUAGE_ATTRIBUTE, safe_repr(requested), reason)
+    return None

@@ -78,7 +78,7 @@ class CallLifecycle:
         self._caller = caller
         self._server = server
         self._end_job = end_job
-        self._rescue = rescue
+        self.rescue = rescue  # set with the session (agent.prepare_call)
         self._phase = Phase.TALKING
         self._transfer: str | None = None
         self._supervisor: str | None = None
@@ -245,12 +245,12 @@ class CallLifecycle:
         """The caller is still there and the agent cannot talk with them any more."""
         if self._phase in (Phase.OVER, Phase.RESCUING):
             return
-        if self._rescue is None or self.caller_left.is_set():
+        if self.rescue is None or self.caller_left.is_set():
             self._finish(why)
             return
         self._phase = Phase.RESCUING
         logger.error("%s while the caller was waiting", why)
-        rescue = self._rescue
+        rescue = self.rescue
 
         async def rescue_then_finish() -> None:
             try:

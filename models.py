@@ -22,7 +22,8 @@ from livekit.agents.voice.agent_session import SessionConnectOptions
 from livekit.plugins import deepgram, openai, silero
 
 from caller import SttChoice
-from config import ModelChoice, Settings
+from config import Line, ModelChoice, Settings
+from greetings import Voice
 
 # A model that has not started answering in this long is not going to do so in a time
 # a caller will wait for; one quick retry covers a dropped connection or a 5xx blip.
@@ -48,9 +49,25 @@ def build_llm(settings: Settings) -> agents_llm.LLM:
     )
 
 
-def build_tts(settings: Settings) -> agents_tts.TTS:
-    primary = _openai_tts(settings, settings.models.tts)
-    fallbacks = [_fallback_tts(settings, choice) for choice in settings.models.tts_fallback]
+def voice_for(settings: Settings, line: Line | None = None) -> Voice:
+    """The text-to-speech model and voice of a line (the business's, unless it sets its own)."""
+    models = settings.models
+    return Voice(
+        model=(line.tts_model if line else None) or models.tts,
+        voice=(line.voice if line else None) or models.voice,
+    )
+
+
+def every_voice(settings: Settings) -> set[Voice]:
+    return {voice_for(settings, line) for line in (None, *settings.lines)}
+
+
+def build_tts(settings: Settings, voice: Voice | None = None) -> agents_tts.TTS:
+    voice = voice or voice_for(settings)
+    primary = _openai_tts(settings, voice.model, voice.voice)
+    fallbacks = [
+        _fallback_tts(settings, choice, voice.voice) for choice in settings.models.tts_fallback
+    ]
     if not fallbacks:
         return primary
     return agents_tts.FallbackAdapter([primary, *fallbacks], max_retry_per_tts=0)
@@ -76,20 +93,20 @@ def _openai_llm(settings: Settings, model: str) -> openai.LLM:
     )
 
 
-def _openai_tts(settings: Settings, model: str) -> openai.TTS:
+def _openai_tts(settings: Settings, model: str, voice: str) -> openai.TTS:
     # Raw PCM: no decoder to start and nothing to decode before the first audio frame.
     return openai.TTS(
         model=model,
-        voice=settings.models.voice,
+        voice=voice,
         response_format="pcm",
         api_key=settings.secrets.openai_api_key,
         base_url=settings.secrets.openai_base_url or NOT_GIVEN,
     )
 
 
-def _fallback_tts(settings: Settings, choice: ModelChoice) -> agents_tts.TTS:
+def _fallback_tts(settings: Settings, choice: ModelChoice, voice: str) -> agents_tts.TTS:
     if choice.provider == "openai":
-        return _openai_tts(settings, choice.model)
+        return _openai_tts(settings, choice.model, voice)
     return deepgram.TTS(
         model=choice.model,
         api_key=settings.secrets.deepgram_api_key,

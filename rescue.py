@@ -19,10 +19,10 @@ from livekit import rtc
 from livekit.agents import tts
 from livekit.protocol import sip
 
-import prompts
 from config import Destination, Settings
 from greetings import GreetingAudio, Voice
 from playback import TrackPlayer, at_mixer_rate
+from prompts import Words
 from server_api import CallServer
 from tools.destinations import masked_address
 from tools.outcomes import Failure, classify, from_sip_status
@@ -69,6 +69,7 @@ class CallRescue:
     def __init__(
         self,
         settings: Settings,
+        words: Words,
         *,
         room: rtc.Room,
         caller: str,
@@ -76,6 +77,7 @@ class CallRescue:
         audio: ApologyAudio,
     ) -> None:
         self._settings = settings
+        self._words = words  # in the call's language
         self._room = room
         self._caller = caller
         self._server = server
@@ -85,7 +87,7 @@ class CallRescue:
         """Returns how the call ended, for the log and the job's end."""
         destination = self._settings.failure_destination if self._server else None
         moment = "transfer" if destination is not None else "end"
-        await self._apologize(prompts.failure_words(moment, self._settings), caller_left)
+        await self._apologize(self._words.failure(moment), caller_left)
         if caller_left.is_set():
             return "the caller hung up during the apology"
         if destination is None:
@@ -100,7 +102,7 @@ class CallRescue:
             masked_address(destination),
             failure.detail,
         )
-        await self._apologize(prompts.failure_words("end", self._settings), caller_left)
+        await self._apologize(self._words.failure("end"), caller_left)
         return f"the transfer to {destination.key} failed; the call was ended"
 
     async def _apologize(self, text: str, caller_left: asyncio.Event) -> None:

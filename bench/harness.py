@@ -231,22 +231,22 @@ class Ours:
     @classmethod
     async def warmed(cls, settings: Settings, vad: silero.VAD) -> Ours:
         """As ``agent.prewarm`` leaves a job process: greetings synthesized before any call."""
-        from agent import build_tts, made_ahead, tts_voice
+        from agent import make_ahead
         from greetings import GreetingAudio
 
         greetings = GreetingAudio()
-        await greetings.synthesize(
-            lambda: build_tts(settings), tts_voice(settings), made_ahead(settings), time_limit=6
-        )
+        await make_ahead(greetings, settings, time_limit=6)
         if not len(greetings):
             raise RuntimeError("greeting synthesis failed against the stand-ins")
         return cls(vad, greetings)
 
     def prewarmed(self, settings: Settings) -> Any:
-        """The OpenAI LLM and TTS, which ``agent.prewarm`` builds before a call arrives."""
+        """The OpenAI LLM and TTS (by voice), which ``agent.prewarm`` builds before a call
+        arrives."""
         from agent import build_llm, build_tts
+        from models import every_voice
 
-        return build_llm(settings), build_tts(settings)
+        return build_llm(settings), {v: build_tts(settings, v) for v in every_voice(settings)}
 
     def parts(
         self,
@@ -322,9 +322,10 @@ class Baseline:
             deepgram_api_key=secrets.deepgram_api_key,
             deepgram_base_url=secrets.deepgram_base_url,
         )
+        words = prompts.Words(settings, settings.models.language)
         agent = baseline.Assistant(
-            greeting=prompts.greeting(settings, None),
-            notice=prompts.transfer_words("notice", destination),
+            greeting=words.greeting(),
+            notice=words.transfer("notice", destination),
             transfer_to=destination.transfer_to,
         )
         return CallParts(session, agent, participant)

@@ -1,8 +1,12 @@
-"""The agent's words, as markdown files beside this module.
+"""The agent's words, as markdown files per language: prompts/<language>/<name>.md.
 
-Loaded through a tiny cached loader and filled with configuration values. Every prompt
-is rendered once by ``check()`` at start-up, so a missing file or a misspelt placeholder
-stops the worker before it answers a call, not in the middle of one.
+Every language has the same files and, in each, the same "## section" names, so a
+translator works file by file without reading code (docs/translating.md). Files are read
+through a tiny cached loader and filled with configuration values; ``Words`` is one
+language's words for one business, what a call (or the person a warm transfer reaches)
+hears. ``check()`` renders every prompt of every configured language at start-up, so a
+missing file or section, a misspelt placeholder, or a sentence left in English stops the
+worker before it answers a call, naming the language, the file and the section.
 """
 
 from __future__ import annotations
@@ -16,32 +20,69 @@ from config import Destination, Line, Settings
 from languages import LANGUAGE_NAMES
 
 PROMPTS_DIR = Path(__file__).parent
+ORIGINAL = "en"  # the language the others are translated from
 
-# A language's name, for the instructions ("Speak Spanish"); a code without a name (a
-# line configured with one) gets a neutral phrase, never the code itself.
+# A language's name, for the instructions ("Speak Spanish"); a code without a name gets
+# a neutral phrase, never the code itself.
 NEUTRAL_LANGUAGE = "the language the caller speaks"
+
+# The moments of a transfer the caller hears about, each a section of transfer.md.
+TRANSFER_MOMENTS = ("notice", "refused", "busy", "no_answer", "declined", "unreachable", "failed")
+# The moments of a warm transfer, each a section of warm_transfer.md. "summary" is not
+# spoken: it tells the LLM how to summarize the conversation for the person called.
+WARM_MOMENTS = (
+    "hold",
+    "introduction",
+    "summary",
+    "summary_fallback",
+    "handoff",
+    "supervisor_left",
+    "caller_number",
+    "caller_hidden",
+)
+# When the agent cannot go on (rescue.py), each a section of failure.md: "transfer" when
+# [on_failure] names a destination, "end" otherwise and when that transfer fails.
+FAILURE_MOMENTS = ("transfer", "end")
+# Every file of a language: whole-file prompts (None) or their sections.
+FILES: Mapping[str, tuple[str, ...] | None] = {
+    "instructions": None,
+    "greeting": None,
+    "transfer": TRANSFER_MOMENTS,
+    "warm_transfer": WARM_MOMENTS,
+    "failure": FAILURE_MOMENTS,
+}
+# Marks a translator leaves in a sentence still to be translated.
+UNTRANSLATED_MARKS = ("TODO", "TRANSLATE", "FIXME", "XXX")
 
 
 class PromptError(Exception):
     """A prompt file is missing or does not fit the values it is filled with."""
 
 
+def prompt_language(code: str) -> str:
+    """The prompt folder of a language code: its base ("es-419" -> "es", "en-US" -> "en")."""
+    return code.split("-")[0].lower()
+
+
 @cache
-def prompt(name: str) -> str:
-    path = PROMPTS_DIR / f"{name}.md"
+def prompt(name: str, language: str = ORIGINAL) -> str:
+    path = PROMPTS_DIR / language / f"{name}.md"
     if not path.is_file():
-        raise PromptError(f"prompt file missing: {path} (the agent needs it to speak)")
+        raise PromptError(
+            f"language {language}: prompt file missing: prompts/{language}/{name}.md "
+            f"(copy prompts/{ORIGINAL}/{name}.md and translate it)"
+        )
     return path.read_text(encoding="utf-8").strip()
 
 
 @cache
-def sections(name: str) -> Mapping[str, str]:
+def sections(name: str, language: str = ORIGINAL) -> Mapping[str, str]:
     """A prompt file split at its ``## name`` headings: one file holds the words of
     one flow (a transfer), one section per moment; text before the first heading is a
     note to whoever edits the file."""
     found: dict[str, list[str]] = {}
     current: list[str] | None = None
-    for line in prompt(name).splitlines():
+    for line in prompt(name, language).splitlines():
         if line.startswith("## "):
             current = found.setdefault(line[3:].strip(), [])
         elif current is not None:
@@ -64,15 +105,18 @@ def _fill(template: str, where: str, values: Mapping[str, Any]) -> str:
         raise PromptError(f"{where}: {e} (write a literal brace as {{{{ or }}}})") from None
 
 
-def render(name: str, **values: Any) -> str:
-    return _fill(prompt(name), f"prompts/{name}.md", values)
+def render(name: str, language: str = ORIGINAL, **values: Any) -> str:
+    return _fill(
+        prompt(name, language), f"language {language}: prompts/{language}/{name}.md", values
+    )
 
 
-def render_section(name: str, section: str, **values: Any) -> str:
-    found = sections(name)
+def render_section(name: str, section: str, language: str = ORIGINAL, **values: Any) -> str:
+    where = f"language {language}: prompts/{language}/{name}.md"
+    found = sections(name, language)
     if section not in found or not found[section]:
-        raise PromptError(f"prompts/{name}.md has no '## {section}' section (or it is empty)")
-    return _fill(found[section], f"prompts/{name}.md, section {section}", values)
+        raise PromptError(f"{where} has no '## {section}' section (or it is empty)")
+    return _fill(found[section], f"{where}, section {section}", values)
 
 
 def language_name(language: str) -> str:
@@ -82,6 +126,7 @@ def language_name(language: str) -> str:
 
 
 def destination_list(destinations: Iterable[Destination]) -> str:
+    """The destinations as the instructions list them for the LLM (keys, never addresses)."""
     lines = [
         f"- {d.key}: {d.name}. {d.description} (transfer: {' or '.join(sorted(d.modes))})"
         for d in destinations
@@ -89,95 +134,123 @@ def destination_list(destinations: Iterable[Destination]) -> str:
     return "\n".join(lines) or "- (none configured: you cannot transfer calls)"
 
 
-def instructions(settings: Settings, language: str) -> str:
-    return render(
-        "instructions",
-        business_name=settings.business_name,
-        language_name=language_name(language),
-        destinations=destination_list(settings.destinations),
-    )
+class Words:
+    """One language's fixed sentences for one business: what a caller on a line of that
+    language hears, or what the person a warm transfer reaches hears in theirs."""
+
+    def __init__(self, settings: Settings, language: str) -> None:
+        self._settings = settings
+        self.code = language  # as configured: "es", "en-US"
+        self.language = prompt_language(language)  # its prompt folder: "es", "en"
+
+    def instructions(self) -> str:
+        return render(
+            "instructions",
+            self.language,
+            business_name=self._settings.business_name,
+            language_name=language_name(self.code),
+            destinations=destination_list(self._settings.destinations),
+        )
+
+    def greeting(self, line: Line | None = None) -> str:
+        name = (line.greeting if line else None) or "greeting"
+        return render(name, self.language, business_name=self._settings.business_name)
+
+    def transfer(self, moment: str, destination: Destination) -> str:
+        return render_section(
+            "transfer", moment, self.language, destination=destination.spoken_name(self.code)
+        )
+
+    def warm(
+        self,
+        moment: str,
+        destination: Destination,
+        *,
+        caller: str = "",
+        reason: str = "",
+        digits: str = "",
+    ) -> str:
+        """Every warm-transfer section gets the same placeholders, so an editor may move
+        words between sections without learning which section knows what."""
+        return render_section(
+            "warm_transfer",
+            moment,
+            self.language,
+            destination=destination.spoken_name(self.code),
+            business_name=self._settings.business_name,
+            caller=caller,
+            reason=reason,
+            digits=digits,
+        )
+
+    def failure(self, moment: str) -> str:
+        destination = self._settings.failure_destination
+        return render_section(
+            "failure",
+            moment,
+            self.language,
+            destination=destination.spoken_name(self.code) if destination else "",
+            business_name=self._settings.business_name,
+        )
+
+    def apologies(self) -> list[str]:
+        """The apologies this configuration can need: made ahead of time, like greetings."""
+        moments = FAILURE_MOMENTS if self._settings.failure_destination else ("end",)
+        return [self.failure(moment) for moment in moments]
 
 
-def greeting(settings: Settings, line: Line | None) -> str:
-    name = (line.greeting if line else None) or "greeting"
-    return render(name, business_name=settings.business_name)
-
-
-# The moments of a transfer the caller hears about, each a section of prompts/transfer.md.
-TRANSFER_MOMENTS = ("notice", "refused", "busy", "no_answer", "declined", "unreachable", "failed")
-
-
-def transfer_words(moment: str, destination: Destination) -> str:
-    return render_section("transfer", moment, destination=destination.name)
-
-
-# The moments of a warm transfer, each a section of prompts/warm_transfer.md. "summary" is
-# not spoken: it tells the LLM how to summarize the conversation for the person called.
-WARM_MOMENTS = (
-    "hold",
-    "introduction",
-    "summary",
-    "summary_fallback",
-    "handoff",
-    "supervisor_left",
-)
-
-
-def warm_words(
-    moment: str,
-    settings: Settings,
-    destination: Destination,
-    *,
-    caller: str = "the caller",
-    reason: str = "their call",
-) -> str:
-    """Every warm-transfer section gets the same placeholders, so an editor may move
-    words between sections without learning which section knows what."""
-    return render_section(
-        "warm_transfer",
-        moment,
-        destination=destination.name,
-        business_name=settings.business_name,
-        caller=caller,
-        reason=reason,
-    )
-
-
-# What the caller hears when the agent cannot go on (rescue.py), each a section of
-# prompts/failure.md: "transfer" when [on_failure] names a destination, "end" otherwise
-# and when that transfer fails.
-FAILURE_MOMENTS = ("transfer", "end")
-
-
-def failure_words(moment: str, settings: Settings) -> str:
-    destination = settings.failure_destination
-    return render_section(
-        "failure",
-        moment,
-        destination=destination.name if destination else "a person who can help",
-        business_name=settings.business_name,
-    )
-
-
-def every_failure_words(settings: Settings) -> list[str]:
-    """The apologies this configuration can need: made ahead of time, like the greetings."""
-    moments = FAILURE_MOMENTS if settings.failure_destination else ("end",)
-    return [failure_words(moment, settings) for moment in moments]
+# --------------------------------------------------------------------------- start-up
 
 
 def check(settings: Settings) -> Mapping[str, str]:
-    """Render every prompt the configuration will use; returns them by name."""
-    rendered = {"instructions": instructions(settings, settings.models.language)}
-    for line in (None, *settings.lines):
-        rendered[f"greeting:{line.id if line else 'default'}"] = greeting(settings, line)
-    for destination in settings.destinations:
-        for moment in TRANSFER_MOMENTS:
-            rendered[f"transfer:{moment}:{destination.key}"] = transfer_words(moment, destination)
-    for moment in FAILURE_MOMENTS:
-        rendered[f"failure:{moment}"] = failure_words(moment, settings)
-    for destination in settings.destinations_for("warm"):
-        for moment in WARM_MOMENTS:
-            rendered[f"warm_transfer:{moment}:{destination.key}"] = warm_words(
-                moment, settings, destination
-            )
+    """Render every prompt of every configured language; returns them by name. Raises
+    PromptError naming the language, the file and the section at fault."""
+    rendered: dict[str, str] = {}
+    for code in settings.languages:
+        words = Words(settings, code)
+        _check_complete(words.language)
+        key = words.language
+        rendered[f"{key}:instructions"] = words.instructions()
+        for line in (None, *settings.lines):
+            rendered[f"{key}:greeting:{line.id if line else 'default'}"] = words.greeting(line)
+        for destination in settings.destinations:
+            for moment in TRANSFER_MOMENTS:
+                rendered[f"{key}:transfer:{moment}:{destination.key}"] = words.transfer(
+                    moment, destination
+                )
+        for destination in settings.destinations_for("warm"):
+            for moment in WARM_MOMENTS:
+                rendered[f"{key}:warm_transfer:{moment}:{destination.key}"] = words.warm(
+                    moment, destination, caller="Dana", reason="a bill", digits="4 5 6 7"
+                )
+        for moment in FAILURE_MOMENTS:
+            rendered[f"{key}:failure:{moment}"] = words.failure(moment)
     return rendered
+
+
+def _check_complete(language: str) -> None:
+    """Every file and section of the original exists in ``language``, and none of its
+    sentences is still the original's or carries a translator's mark."""
+    for name, moments in FILES.items():
+        where = f"language {language}: prompts/{language}/{name}.md"
+        if moments is None:
+            texts = {"": prompt(name, language)}
+            originals = {"": prompt(name, ORIGINAL)}
+        else:
+            found = sections(name, language)
+            missing = [m for m in moments if not found.get(m)]
+            if missing:
+                raise PromptError(
+                    f"{where} has no '## {missing[0]}' section (or it is empty); every "
+                    f"language needs: {', '.join(moments)}"
+                )
+            texts = {m: found[m] for m in moments}
+            originals = dict(sections(name, ORIGINAL))
+        for section, text in texts.items():
+            at = f"{where}, section {section}" if section else where
+            if any(mark in text for mark in UNTRANSLATED_MARKS):
+                raise PromptError(f"{at} is marked as not translated yet: {text[:60]!r}")
+            if language != ORIGINAL and text == originals.get(section):
+                raise PromptError(
+                    f"{at} is still the {ORIGINAL} text, not translated: {text[:60]!r}"
+                )

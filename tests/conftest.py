@@ -45,6 +45,7 @@ BUSINESS: dict[str, Any] = {
         {
             "key": "billing",
             "name": "the billing team",
+            "names": {"es": "el equipo de facturación"},
             "description": "Invoices, payments and refunds.",
             "to": "+15550100101",
             "modes": ["cold", "warm"],
@@ -52,6 +53,7 @@ BUSINESS: dict[str, Any] = {
         {
             "key": "front_desk",
             "name": "the front desk",
+            "names": {"es": "la recepción"},
             "description": "Appointments and anything else a person should handle.",
             "to": "sip:frontdesk@pbx.example.com",
             "modes": ["cold"],
@@ -59,6 +61,7 @@ BUSINESS: dict[str, Any] = {
         {
             "key": "supervisor",
             "name": "the duty supervisor",
+            "names": {"es": "el supervisor de turno"},
             "description": "Complaints and anything urgent.",
             "to": "+15550100199",
             "modes": ["warm"],

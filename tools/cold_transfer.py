@@ -18,10 +18,10 @@ from livekit.agents import RunContext, get_job_context
 from livekit.agents.llm import Toolset, function_tool
 from livekit.protocol import sip
 
-import prompts
 from caller import Caller
 from config import Destination
 from lifecycle import CallLifecycle
+from prompts import Words
 from tools.destinations import (
     NOT_A_PHONE_CALL,
     destination_menu,
@@ -43,11 +43,16 @@ class ColdTransferTool(Toolset):
     address is looked up here, so the LLM can never make the agent dial a number."""
 
     def __init__(
-        self, destinations: Sequence[Destination], caller: Caller, lifecycle: CallLifecycle
+        self,
+        destinations: Sequence[Destination],
+        caller: Caller,
+        lifecycle: CallLifecycle,
+        words: Words,
     ) -> None:
         self._destinations = {d.key: d for d in destinations if "cold" in d.modes}
         self._caller = caller
         self._lifecycle = lifecycle
+        self._words = words  # the caller's language
         transfer = function_tool(
             self._transfer,
             raw_schema={
@@ -92,7 +97,7 @@ class ColdTransferTool(Toolset):
 
         session = context.session
         stop_listening(session)
-        notice = prompts.transfer_words("notice", destination)
+        notice = self._words.transfer("notice", destination)
         if not await say_in_full(session, notice, caller_left=self._lifecycle.caller_left):
             logger.info("the notice did not play to the end (the caller hung up); no REFER sent")
             return None
@@ -117,7 +122,7 @@ class ColdTransferTool(Toolset):
 
     def _failed(self, destination: Destination, failure: Failure, context: RunContext) -> str:
         resume_listening(context.session)
-        report_failure(logger, "cold transfer", destination, failure, context.session)
+        report_failure(logger, "cold transfer", destination, failure, context.session, self._words)
         others = [k for k in self._destinations if k != destination.key]
         alternatives = (
             f"another destination ({', '.join(others)}), " if others else ""

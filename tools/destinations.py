@@ -14,9 +14,9 @@ from typing import Any
 from livekit.agents import AgentSession
 from livekit.agents.llm import ToolError
 
-import prompts
 from caller import mask_number
 from config import Destination
+from prompts import Words
 from tools.outcomes import Failure
 from tools.playout import say_if_open
 
@@ -60,6 +60,7 @@ def report_failure(
     destination: Destination,
     failure: Failure,
     session: AgentSession,
+    words: Words,
 ) -> None:
     """Log what went wrong with what to do about it (a configuration problem as an
     error), and tell the caller in plain words; the caller stays with the agent."""
@@ -73,4 +74,4 @@ def report_failure(
         failure.detail,
         failure.advice,
     )
-    say_if_open(session, prompts.transfer_words(failure.outcome, destination))
+    say_if_open(session, words.transfer(failure.outcome, destination))

@@ -12,9 +12,9 @@ import logging
 
 from livekit.agents import AgentSession, APIConnectOptions, llm
 
-import prompts
 from caller import Caller
-from config import Destination, Settings
+from config import Destination
+from prompts import Words
 from tools.presence import Presence
 from waits import until
 
@@ -32,23 +32,24 @@ class SessionClosing(Exception):
 async def introduce(
     session: AgentSession,
     presence: Presence,
-    settings: Settings,
+    words: Words,
     destination: Destination,
     *,
     caller: Caller,
     reason: str,
     name: str,
 ) -> None:
-    """Raises CallerLeft / SupervisorLeft when either hangs up, SessionClosing when the
-    session can no longer speak."""
-    words = {"caller": name or _spoken(caller), "reason": reason}
-    summary = asyncio.create_task(_summary(session, settings, destination, words))
+    """``words`` are in the language of the person who answered. Raises CallerLeft /
+    SupervisorLeft when either hangs up, SessionClosing when the session can no longer
+    speak."""
+    about = {"caller": name or _spoken(caller, words, destination), "reason": reason}
+    summary = asyncio.create_task(_summary(session, words, destination, about))
     try:
-        opening = prompts.warm_words("introduction", settings, destination, **words)
+        opening = words.warm("introduction", destination, **about)
         await _say_to_both(session, opening, presence)
         if not await until(asyncio.shield(summary), *presence.departures):
             presence.raise_departure()
-        handoff = prompts.warm_words("handoff", settings, destination, **words)
+        handoff = words.warm("handoff", destination, **about)
         await _say_to_both(session, f"{summary.result()} {handoff}", presence)
     finally:
         summary.cancel()
@@ -65,29 +66,28 @@ async def _say_to_both(session: AgentSession, text: str, presence: Presence) -> 
         presence.raise_departure()
 
 
-def _spoken(caller: Caller) -> str:
+def _spoken(caller: Caller, words: Words, destination: Destination) -> str:
     """The caller as the introduction names them when they gave no name: the last digits
     of their number, spoken digit by digit, never the whole number."""
     digits = [c for c in caller.phone_number or "" if c.isascii() and c.isdigit()]
     if len(digits) < 4:
-        return "a caller whose number is hidden"
-    return "a caller from a number ending in " + " ".join(digits[-4:])
+        return words.warm("caller_hidden", destination)
+    return words.warm("caller_number", destination, digits=" ".join(digits[-4:]))
 
 
 async def _summary(
-    session: AgentSession, settings: Settings, destination: Destination, words: dict[str, str]
+    session: AgentSession, words: Words, destination: Destination, about: dict[str, str]
 ) -> str:
-    """A spoken summary of the conversation so far, from the session's own LLM, guided
-    by prompts/warm_transfer.md; a plain sentence when that is not possible."""
-    fallback = prompts.warm_words("summary_fallback", settings, destination, **words)
+    """A spoken summary of the conversation so far, from the session's own LLM, guided by
+    warm_transfer.md in the answering person's language; a plain sentence when that is
+    not possible."""
+    fallback = words.warm("summary_fallback", destination, **about)
     model = session.llm
     transcript = _transcript(session.history)
     if not isinstance(model, llm.LLM) or not transcript:
         return fallback
     chat_ctx = llm.ChatContext.empty()
-    chat_ctx.add_message(
-        role="system", content=prompts.warm_words("summary", settings, destination, **words)
-    )
+    chat_ctx.add_message(role="system", content=words.warm("summary", destination, **about))
     chat_ctx.add_message(role="user", content=transcript)
     try:
         async with asyncio.timeout(SUMMARY_TIMEOUT_S):

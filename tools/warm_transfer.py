@@ -31,10 +31,10 @@ from typing import Any
 from livekit.agents import AgentSession, RunContext
 from livekit.agents.llm import ToolError, Toolset, function_tool
 
-import prompts
 from caller import Caller
 from config import Destination, Settings
 from lifecycle import CallLifecycle
+from prompts import Words
 from tools.destinations import (
     NOT_A_PHONE_CALL,
     destination_menu,
@@ -60,8 +60,11 @@ class WarmTransferTool(Toolset):
     """The LLM picks a destination key from an enum built from configuration (warm
     destinations only) and says why the caller is calling; addresses stay here."""
 
-    def __init__(self, settings: Settings, caller: Caller, lifecycle: CallLifecycle) -> None:
+    def __init__(
+        self, settings: Settings, caller: Caller, lifecycle: CallLifecycle, words: Words
+    ) -> None:
         self._settings = settings
+        self._words = words  # the caller's language
         self._destinations = {d.key: d for d in settings.destinations_for("warm")}
         self._cold = {d.key for d in settings.destinations_for("cold")}
         self._caller = caller
@@ -136,7 +139,7 @@ class WarmTransferTool(Toolset):
         # over it must not start an LLM turn that would talk over the hold music.
         stop_listening(session)
         try:
-            hold_words = prompts.warm_words("hold", self._settings, destination)
+            hold_words = self._words.warm("hold", destination)
             if not await say_in_full(session, hold_words, caller_left=presence.caller_left):
                 logger.info("the hold notice did not play to the end; nobody was dialed")
                 return None
@@ -148,7 +151,7 @@ class WarmTransferTool(Toolset):
                 await introduce(
                     session,
                     presence,
-                    self._settings,
+                    self._answering_words(destination),
                     destination,
                     caller=self._caller,
                     reason=reason,
@@ -179,7 +182,7 @@ class WarmTransferTool(Toolset):
                 destination.key,
                 presence.supervisor,
             )
-            say_if_open(session, prompts.warm_words("supervisor_left", self._settings, destination))
+            say_if_open(session, self._words.warm("supervisor_left", destination))
             return self._tell_llm(destination, "the person hung up before you could hand over")
         except NotReached as not_reached:
             await self._back_to_agent(hold, session)
@@ -188,6 +191,12 @@ class WarmTransferTool(Toolset):
             presence.close()
             if hold is not None:
                 await hold.end()
+
+    def _answering_words(self, destination: Destination) -> Words:
+        """The person who answers hears their destination's language, if it sets one."""
+        if destination.language is None:
+            return self._words
+        return Words(self._settings, destination.language)
 
     def _step_out(self, session: AgentSession, supervisor: str) -> None:
         """The agent's part is over: the lifecycle watches the two of them from now on and
@@ -204,7 +213,7 @@ class WarmTransferTool(Toolset):
         resume_listening(session)
 
     def _failed(self, destination: Destination, failure: Failure, context: RunContext) -> str:
-        report_failure(logger, "warm transfer", destination, failure, context.session)
+        report_failure(logger, "warm transfer", destination, failure, context.session, self._words)
         unknown = (
             " The outcome is unknown (their phone may have rung or been answered; that call "
             "was ended): do not try this transfer again unless the caller asks."

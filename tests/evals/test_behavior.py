@@ -11,11 +11,11 @@ from livekit.agents import AgentSession, llm
 from livekit.agents.voice.run_result import mock_tools
 from livekit.plugins import openai
 
-import prompts
 from agent import PhoneAssistant
 from caller import Caller
 from config import Settings
 from lifecycle import CallLifecycle
+from prompts import Words
 from tests.support.stand_in_room import StandInRoom, phone_caller
 
 pytestmark = pytest.mark.evals
@@ -38,8 +38,8 @@ async def session(model: llm.LLM, settings: Settings) -> AsyncIterator[AgentSess
                 settings,
                 caller=Caller.from_participant(caller),
                 lifecycle=lifecycle,
-                language="en-US",
-                greeting=prompts.greeting(settings, None),
+                words=Words(settings, "en-US"),
+                greeting=Words(settings, "en-US").greeting(),
             )
         )
         yield session

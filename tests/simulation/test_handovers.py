@@ -13,7 +13,7 @@ from livekit.agents.voice.events import CloseReason, ErrorEvent
 from livekit.plugins import silero
 from livekit.protocol import sip
 
-from agent import build_tts, made_ahead, tts_voice
+from agent import make_ahead
 from config import Settings
 from greetings import GreetingAudio
 from lifecycle import Phase
@@ -42,9 +42,7 @@ def vad() -> silero.VAD:
 async def a_worker(settings: Settings) -> GreetingAudio:
     """prewarm: the greetings and the apologies made before the phone rings."""
     made = GreetingAudio()
-    await made.synthesize(
-        lambda: build_tts(settings), tts_voice(settings), made_ahead(settings), time_limit=5
-    )
+    await make_ahead(made, settings, time_limit=5)
     return made
 
 

@@ -33,8 +33,8 @@ from livekit.plugins import silero
 
 import models
 import outage
-import prompts
 from config import ModelChoice, OnFailure, Settings
+from prompts import Words
 from tests.simulation.test_whole_call import CONFIRM, a_worker, heard_in_full
 from tests.support.caller_audio import TRANSCRIPTS, HeardUtterance
 from tests.support.deepgram_server import VOICE_HZ, Refuse, Stall, unreachable_url
@@ -176,7 +176,7 @@ def check_the_rescue(
     (with a destination) one REFER went out after its last sound; the job ended once
     with ``outcome``. Returns when the first sound of the apology reached the caller."""
     moment = "transfer" if transfer_to else "end"
-    words = prompts.failure_words(moment, settings)
+    words = Words(settings, settings.models.language).failure(moment)
     tracks = apology_tracks(c)
     assert len(tracks) == 1, f"one apology track expected, {len(tracks)} published"
     (track,) = tracks

@@ -22,10 +22,10 @@ from livekit import rtc
 from livekit.agents.voice.events import CloseReason
 from livekit.plugins import silero
 
-import prompts
-from agent import build_tts, made_ahead, tts_voice
+from agent import make_ahead
 from config import Settings
 from greetings import GreetingAudio
+from prompts import Words
 from tests.support.caller_audio import TRANSCRIPTS, HeardUtterance
 from tests.support.scripted_llm import call, say
 from tests.support.simulated_call import answered, stand_ins
@@ -44,9 +44,7 @@ async def a_worker(settings: Settings) -> GreetingAudio:
     """The worker process warms up before the phone rings: it makes the greetings and the
     apologies ahead of time."""
     greetings = GreetingAudio()
-    await greetings.synthesize(
-        lambda: build_tts(settings), tts_voice(settings), made_ahead(settings), time_limit=5
-    )
+    await make_ahead(greetings, settings, time_limit=5)
     return greetings
 
 
@@ -109,8 +107,9 @@ async def test_a_caller_asks_for_billing_and_is_transferred_after_the_notice(
     assert [(p.name, p.source) for p in published] == [
         ("roomio_audio", rtc.TrackSource.SOURCE_MICROPHONE)
     ]
-    notice_words = prompts.transfer_words("notice", settings.destination("billing"))  # type: ignore[arg-type]
-    greeting = prompts.greeting(settings, line=None)
+    english = Words(settings, "en-US")
+    notice_words = english.transfer("notice", settings.destination("billing"))  # type: ignore[arg-type]
+    greeting = english.greeting()
     assert agent_transcripts == [greeting, CONFIRM, notice_words]
 
     # The greeting was the audio made before the call, heard in full before the caller spoke.

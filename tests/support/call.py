@@ -26,12 +26,13 @@ from livekit.agents.tts import TTS
 from livekit.agents.utils import http_context
 from livekit.agents.voice.events import CloseEvent
 
-import prompts
-from agent import PhoneAssistant, open_call
+from agent import PhoneAssistant, open_call, rescue_for
 from caller import Caller
 from config import Settings
 from greetings import GreetingAudio
 from lifecycle import CallLifecycle
+from models import voice_for
+from prompts import Words
 from server_api import CallServer
 from tests.support.audio import PlayoutClock, SilentTTS
 from tests.support.cloud_host import cloud_host
@@ -81,12 +82,14 @@ async def phone_call(
     greetings: GreetingAudio | None = None,
     room: StandInRoom | None = None,
     livekit_host: str | None = None,
+    language: str = "en-US",
 ) -> AsyncIterator[Call]:
     """``tts`` replaces the SilentTTS (e.g. the real OpenAI plugin against the loopback
     server); ``greetings`` holds audio made ahead of time (the apologies, for a rescue);
     ``livekit_host`` names the loopback LiveKit server in the call's LIVEKIT_URL (e.g.
     ``project.livekit.cloud``, which livekit-api treats as LiveKit Cloud), resolved to
-    127.0.0.1 for the whole call (tests/support/cloud_host.py)."""
+    127.0.0.1 for the whole call (tests/support/cloud_host.py); ``language`` is the
+    call's (its fixed sentences, the instructions)."""
     caller = caller or phone_caller()
     room = room or StandInRoom(ROOM, caller)
     async with AsyncExitStack() as stack:
@@ -104,13 +107,12 @@ async def phone_call(
         assert client is not None
         participant = Caller.from_participant(caller)
         lifecycle = open_call(
-            settings,
-            room,
-            participant,
-            greetings or GreetingAudio(),
-            server=client,
-            end_job=lambda reason: call._end_job(reason),
+            room, participant, server=client, end_job=lambda reason: call._end_job(reason)
         )
+        words = Words(settings, language)
+        made = greetings or GreetingAudio()
+        voice = voice_for(settings)
+        lifecycle.rescue = rescue_for(settings, lifecycle, participant, words, voice, made)
         playout = PlayoutClock() if audio else None
         call = Call(session, llm, room, caller, server, job, lifecycle, playout)
         job._on_shutdown = call._end_job  # a tool or the framework ending the job
@@ -119,8 +121,8 @@ async def phone_call(
             settings,
             caller=participant,
             lifecycle=lifecycle,
-            language="en-US",
-            greeting=prompts.greeting(settings, line=None),
+            words=words,
+            greeting=words.greeting(),
             greeting_audio=greeting_audio,
         )
         lifecycle.watch(session)

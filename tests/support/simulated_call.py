@@ -145,10 +145,8 @@ async def answered(
         stack.push_async_callback(room.aclose)
         job = stack.enter_context(fake_job_context(room=room))
         lifecycle = open_call(
-            settings,
             room,
             caller,
-            greetings,
             server=CallServer.from_settings(settings, room.name),
             end_job=lambda reason: call._end_job(reason),
         )

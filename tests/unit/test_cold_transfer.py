@@ -78,6 +78,7 @@ async def test_the_caller_is_transferred_after_confirming(settings: Settings) ->
 async def test_a_sip_uri_destination_with_dialtone_and_headers() -> None:
     settings = parse_settings(
         business(
+            lines={},
             destinations=[
                 {
                     "key": "front_desk",
@@ -88,7 +89,7 @@ async def test_a_sip_uri_destination_with_dialtone_and_headers() -> None:
                     "ringing_timeout": 20,
                     "headers": {"X-Team": "front-desk"},
                 }
-            ]
+            ],
         ),
         source="t",
         secrets=Secrets(),
@@ -212,7 +213,7 @@ async def test_a_transfer_that_times_out_is_not_retried(
 ) -> None:
     # ringing_timeout 0 keeps the client's timeout at its floor (2 s) for the test
     settings = parse_settings(
-        business(destinations=[{"key": "billing", "name": "the billing team",
+        business(lines={}, destinations=[{"key": "billing", "name": "the billing team",
                                 "description": "Bills.", "to": "+15550100101"}]),
         source="t", secrets=Secrets(),
     )  # fmt: skip

@@ -19,12 +19,12 @@ from unittest import mock
 import pytest
 from livekit.agents import JobExecutorType, JobProcess
 from livekit.agents.llm import LLM, ChatContext
-from livekit.agents.tts import TTS
 
-import prompts
-from agent import GREETING_SYNTHESIS_TIMEOUT_S, build_tts, every_greeting, prewarm, tts_voice
+from agent import GREETING_SYNTHESIS_TIMEOUT_S, build_tts, made_ahead, make_ahead, prewarm
 from config import Settings
 from greetings import GreetingAudio
+from models import voice_for
+from prompts import Words
 from tests.conftest import FAKE_ENV
 from tests.support.call import phone_call
 from tests.support.openai_server import LoopbackOpenAI
@@ -42,13 +42,13 @@ def pointed_at(settings: Settings, server: LoopbackOpenAI) -> Settings:
 
 async def prewarmed(settings: Settings) -> GreetingAudio:
     greetings = GreetingAudio()
-    await greetings.synthesize(
-        lambda: build_tts(settings),
-        tts_voice(settings),
-        every_greeting(settings),
-        time_limit=GREETING_SYNTHESIS_TIMEOUT_S,
-    )
+    await make_ahead(greetings, settings, time_limit=GREETING_SYNTHESIS_TIMEOUT_S)
     return greetings
+
+
+def greeting_of(settings: Settings) -> str:
+    """The default line's greeting, in the business's language."""
+    return Words(settings, settings.models.language).greeting()
 
 
 async def test_the_caller_hears_the_prewarmed_greeting_without_waiting_for_tts(
@@ -57,16 +57,17 @@ async def test_the_caller_hears_the_prewarmed_greeting_without_waiting_for_tts(
     async with LoopbackOpenAI(tts_ttfb=TTS_TTFB, speech_seconds_per_char=0.01) as openai_server:
         settings = pointed_at(settings, openai_server)
         greetings = await prewarmed(settings)
-        greeting = prompts.greeting(settings, line=None)
+        greeting = greeting_of(settings)
         asked_before_the_call = [r.body["input"] for r in openai_server.speech_requests]
-        assert sorted(asked_before_the_call) == sorted(every_greeting(settings))
+        every_text = set().union(*made_ahead(settings).values())
+        assert sorted(asked_before_the_call) == sorted(every_text)
 
         joined = time.monotonic()
         async with phone_call(
             settings,
             audio=True,
             tts=build_tts(settings),
-            greeting_audio=greetings.replay(greeting, tts_voice(settings)),
+            greeting_audio=greetings.replay(greeting, voice_for(settings)),
         ) as c:
             assert c.playout is not None
             heard = await c.playout.finished(1)
@@ -93,7 +94,7 @@ async def test_without_prewarmed_audio_the_greeting_is_spoken_with_live_tts(
         assert heard.started_at - joined >= TTS_TTFB
         # live TTS asks sentence by sentence
         asked = openai_server.speech_requests
-        assert " ".join(r.body["input"] for r in asked) == prompts.greeting(settings, line=None)
+        assert " ".join(r.body["input"] for r in asked) == greeting_of(settings)
         assert {r.body["response_format"] for r in asked} == {"pcm"}
 
 
@@ -107,8 +108,7 @@ async def test_a_failed_synthesis_leaves_calls_on_live_tts(
             greetings = await prewarmed(dataclasses.replace(settings, secrets=wrong_key))
 
     assert len(greetings) == 0
-    greeting = prompts.greeting(settings, line=None)
-    assert greetings.replay(greeting, tts_voice(settings)) is None
+    assert greetings.replay(greeting_of(settings), voice_for(settings)) is None
     assert "could not synthesize a greeting" in caplog.text
     assert "sk-revoked" not in caplog.text
 
@@ -122,7 +122,7 @@ async def test_a_slow_synthesis_is_given_up_within_its_time_limit(
         began = time.monotonic()
         with caplog.at_level(logging.WARNING, "phone-assistant.greetings"):
             await greetings.synthesize(
-                lambda: build_tts(settings), tts_voice(settings), ["Hello."], time_limit=0.3
+                lambda: build_tts(settings), voice_for(settings), ["Hello."], time_limit=0.3
             )
         assert time.monotonic() - began < 2.0
     assert len(greetings) == 0
@@ -133,8 +133,8 @@ async def test_changed_words_or_voice_never_replay_old_audio(settings: Settings)
     async with LoopbackOpenAI() as openai_server:
         settings = pointed_at(settings, openai_server)
         greetings = await prewarmed(settings)
-    greeting = prompts.greeting(settings, line=None)
-    voice = tts_voice(settings)
+    greeting = greeting_of(settings)
+    voice = voice_for(settings)
 
     assert greetings.frames(greeting, voice)
     assert greetings.frames(greeting + " We are open today.", voice) is None
@@ -178,7 +178,7 @@ def test_prewarm_synthesizes_the_greeting_of_every_line_and_readies_the_openai_c
         # the clients prewarm built, outside any event loop, work in the job's own loop
         openai_server.script(say("Hello."))
         llm: LLM = proc.userdata["llm"]
-        tts: TTS = proc.userdata["tts"]
+        (tts,) = proc.userdata["tts"].values()  # one voice in the shipped configuration
 
         async def a_call_uses_them() -> tuple[str, int]:
             chat = ChatContext.empty()
@@ -194,9 +194,10 @@ def test_prewarm_synthesizes_the_greeting_of_every_line_and_readies_the_openai_c
 
     settings: Settings = proc.userdata["settings"]
     greetings: GreetingAudio = proc.userdata["greetings"]
-    voice = tts_voice(settings)
     for line in (None, *settings.lines):
-        assert greetings.frames(prompts.greeting(settings, line), voice)
+        for language in settings.languages:
+            greeting = Words(settings, language).greeting(line)
+            assert greetings.frames(greeting, voice_for(settings, line)), (line, language)
     assert proc.userdata["vad"] is not None
 
 

@@ -20,7 +20,7 @@ from config import ModelChoice, Settings
 from tests.support.openai_server import Fault, LoopbackOpenAI
 from tests.support.scripted_llm import say
 
-PHONE = SttChoice("nova-2-phonecall", "en-US", "phone call")
+PHONE = SttChoice("nova-2-phonecall", "en-US", "phone call", "en-US")
 
 
 @pytest.fixture

@@ -12,10 +12,11 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-import prompts
-from agent import build_tts, made_ahead, tts_voice
+from agent import build_tts, make_ahead
 from config import OnFailure, Settings
 from greetings import GreetingAudio
+from models import voice_for
+from prompts import Words
 from rescue import ApologyAudio, CallRescue
 from server_api import CallServer
 from tests.support.livekit_server import LoopbackLiveKit, sip_error
@@ -23,6 +24,10 @@ from tests.support.openai_server import Fault, LoopbackOpenAI
 from tests.support.stand_in_room import StandInRoom, phone_caller
 
 CALLER = "sip_+15551234567"
+
+
+def english(settings: Settings) -> Words:
+    return Words(settings, "en-US")
 
 
 @pytest.fixture
@@ -55,9 +60,7 @@ def configured(
 
 async def made_before_the_call(settings: Settings) -> GreetingAudio:
     made = GreetingAudio()
-    await made.synthesize(
-        lambda: build_tts(settings), tts_voice(settings), made_ahead(settings), time_limit=5
-    )
+    await make_ahead(made, settings, time_limit=5)
     return made
 
 
@@ -67,8 +70,10 @@ async def rescue_in(
     server = CallServer.from_settings(settings, room.name)
     assert server is not None
     make_tts = (lambda: build_tts(settings)) if live_tts else None
-    audio = ApologyAudio(made, tts_voice(settings), make_tts)
-    return CallRescue(settings, room=room, caller=CALLER, server=server, audio=audio), server
+    audio = ApologyAudio(made, voice_for(settings), make_tts)
+    words = Words(settings, "en-US")
+    rescue = CallRescue(settings, words, room=room, caller=CALLER, server=server, audio=audio)
+    return rescue, server
 
 
 def apology_heard(room: StandInRoom) -> float:
@@ -92,7 +97,7 @@ async def test_the_caller_hears_the_apology_then_is_transferred_with_one_refer(
     outcome = await rescue.run("the LLM failed", asyncio.Event())
 
     assert outcome == "the caller was transferred to front_desk after the apology"
-    words = prompts.failure_words("transfer", settings)
+    words = english(settings).failure("transfer")
     assert "transferring you to the front desk" in words
     (refer,) = livekit.requests_for("TransferSIPParticipant")
     assert refer.message.transfer_to == "sip:frontdesk@pbx.example.com"
@@ -120,7 +125,7 @@ async def test_without_a_fallback_destination_the_caller_hears_the_goodbye(
 
     assert outcome == "the call was ended after the apology"
     assert livekit.requests == []  # the lifecycle deletes the room afterwards
-    goodbye = prompts.failure_words("end", settings)
+    goodbye = english(settings).failure("end")
     assert "Goodbye" in goodbye
     assert apology_heard(room) >= provider.speech_seconds(goodbye) - 0.1
     await server.aclose()
@@ -140,7 +145,7 @@ async def test_a_failed_fallback_transfer_ends_with_the_goodbye(
 
     assert outcome == "the transfer to front_desk failed; the call was ended"
     assert len(livekit.requests_for("TransferSIPParticipant")) == 1
-    heard = prompts.failure_words("transfer", settings), prompts.failure_words("end", settings)
+    heard = english(settings).failure("transfer"), english(settings).failure("end")
     assert [t.name for t in room.local_participant.published] == ["background_audio"] * 2
     assert apology_heard(room) >= sum(provider.speech_seconds(w) for w in heard) - 0.2
     await server.aclose()
@@ -177,7 +182,7 @@ async def test_without_audio_made_ahead_a_short_live_synthesis_is_tried(
     await rescue.run("prewarm could not make the apology", asyncio.Event())
 
     (request,) = provider.speech_requests
-    assert request.body["input"] == prompts.failure_words("end", settings)
+    assert request.body["input"] == english(settings).failure("end")
     assert apology_heard(room) > 1.0
     await server.aclose()
     await room.aclose()

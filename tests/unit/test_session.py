@@ -11,11 +11,11 @@ from collections.abc import AsyncIterator
 import pytest
 from livekit.agents import AgentSession
 
-import prompts
 from agent import PhoneAssistant
 from caller import Caller
 from config import Settings
 from lifecycle import CallLifecycle
+from prompts import Words
 from tests.support.call import phone_call
 from tests.support.scripted_llm import ScriptedLLM, call, say
 from tests.support.stand_in_room import StandInRoom, phone_caller
@@ -37,8 +37,8 @@ def assistant(settings: Settings) -> PhoneAssistant:
         settings,
         caller=Caller.from_participant(caller),
         lifecycle=lifecycle,
-        language="en-US",
-        greeting=prompts.greeting(settings, line=None),
+        words=Words(settings, "en-US"),
+        greeting=Words(settings, "en-US").greeting(),
     )
 
 

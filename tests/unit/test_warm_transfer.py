@@ -112,6 +112,7 @@ async def test_a_destinations_timeout_headers_and_noise_cancellation_are_passed_
 ) -> None:
     settings = parse_settings(
         business(
+            lines={},
             destinations=[
                 {
                     "key": "on_call",
@@ -377,7 +378,7 @@ async def test_a_dial_that_times_out_ends_the_leg_that_may_still_ring(
 ) -> None:
     # ringing_timeout 0 keeps the client's timeout at its floor (2 s) for the test
     settings = parse_settings(
-        business(destinations=[{"key": "supervisor", "name": "the duty supervisor",
+        business(lines={}, destinations=[{"key": "supervisor", "name": "the duty supervisor",
                                 "description": "Urgent.", "to": "+15550100199",
                                 "modes": ["warm"]}]),
         source="t", secrets=Secrets(),
@@ -582,5 +583,5 @@ async def test_a_caller_who_is_not_on_the_phone_cannot_be_transferred(
 def test_every_warm_transfer_prompt_renders(settings: Settings) -> None:
     rendered = prompts.check(settings)
     for moment in prompts.WARM_MOMENTS:
-        assert rendered[f"warm_transfer:{moment}:supervisor"]
-        assert f"warm_transfer:{moment}:front_desk" not in rendered  # cold only
+        assert rendered[f"en:warm_transfer:{moment}:supervisor"]
+        assert f"en:warm_transfer:{moment}:front_desk" not in rendered  # cold only
