@@ -16,7 +16,7 @@ from livekit.agents.llm import ToolError
 
 from caller import mask_number
 from config import Destination
-from prompts import Words
+from prompts import Words, language_name
 from tools.outcomes import Failure
 from tools.playout import say_if_open
 
@@ -27,8 +27,13 @@ NOT_A_PHONE_CALL = (
 
 
 def destination_menu(destinations: Mapping[str, Destination]) -> str:
-    """The destinations as the tool description lists them for the LLM."""
-    return "\n".join(f"- {d.key}: {d.name}. {d.description}" for d in destinations.values())
+    """The destinations as the tool description lists them for the LLM, with the language
+    the person there speaks where it is set (a warm transfer's reason is spoken to them)."""
+    return "\n".join(
+        f"- {d.key}: {d.name}. {d.description}"
+        + (f" (they speak {language_name(d.language)})" if d.language else "")
+        for d in destinations.values()
+    )
 
 
 def destination_parameter(destinations: Mapping[str, Destination], purpose: str) -> dict[str, Any]:

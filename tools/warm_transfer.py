@@ -94,7 +94,9 @@ class WarmTransferTool(Toolset):
                             "description": (
                                 "Why the caller is calling, in a few words, e.g. 'a double "
                                 "charge on their last invoice'. It is spoken to the person "
-                                "you call."
+                                "you call: write it in their language (the destination's "
+                                "language where the list gives one, else the language you "
+                                "speak with the caller)."
                             ),
                         },
                         "caller_name": {

@@ -585,3 +585,37 @@ def test_every_warm_transfer_prompt_renders(settings: Settings) -> None:
     for moment in prompts.WARM_MOMENTS:
         assert rendered[f"en:warm_transfer:{moment}:supervisor"]
         assert f"en:warm_transfer:{moment}:front_desk" not in rendered  # cold only
+
+
+async def test_the_llm_knows_which_language_the_person_it_calls_speaks() -> None:
+    """The reason is spoken to them inside the introduction: the LLM writes it in their
+    language, which the tool's menu gives."""
+    settings = parse_settings(
+        business(
+            lines={},
+            destinations=[
+                {
+                    "key": "clinica",
+                    "name": "the clinic in Madrid",
+                    "names": {"es": "la clínica de Madrid"},
+                    "description": "Questions for the clinic.",
+                    "to": "+34910000000",
+                    "modes": ["warm"],
+                    "language": "es",
+                }
+            ],
+        ),
+        source="t",
+        secrets=Secrets(),
+    )
+    async with phone_call(settings) as c:
+        c.llm.add(say("Hello."))
+        await c.session.run(user_input="Hi")
+        schema = c.llm.requests[0].tool_schema("warm_transfer")
+    assert (
+        "- clinica: the clinic in Madrid. Questions for the clinic. (they speak Spanish)"
+        in (schema["description"])
+    )
+    assert (
+        "write it in their language" in schema["parameters"]["properties"]["reason"]["description"]
+    )
