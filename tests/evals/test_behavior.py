@@ -1,10 +1,12 @@
 """How a real LLM behaves with our instructions and tools: it confirms before a
-transfer, and it cannot be talked into dialing a caller's number."""
+transfer, it cannot be talked into dialing a caller's number, and on a Spanish line it
+speaks Spanish."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import pytest
 from livekit.agents import AgentSession, llm
@@ -26,22 +28,31 @@ def model() -> llm.LLM:
     return openai.LLM(model=os.environ.get("EVAL_MODEL", "gpt-4.1-mini"))
 
 
-@pytest.fixture
-async def session(model: llm.LLM, settings: Settings) -> AsyncIterator[AgentSession]:
+@asynccontextmanager
+async def a_call(model: llm.LLM, settings: Settings, language: str) -> AsyncIterator[AgentSession]:
+    """The agent on a line of ``language``, as prepare_call builds it (no room: its tools
+    would only log what they would do, and the tests mock them)."""
     async with AgentSession(llm=model) as session:
         caller = phone_caller()
         lifecycle = CallLifecycle(
             StandInRoom("call-1", caller), caller.identity, server=None, end_job=lambda _: None
         )
+        words = Words(settings, language)
         await session.start(
             PhoneAssistant(
                 settings,
                 caller=Caller.from_participant(caller),
                 lifecycle=lifecycle,
-                words=Words(settings, "en-US"),
-                greeting=Words(settings, "en-US").greeting(),
+                words=words,
+                greeting=words.greeting(),
             )
         )
+        yield session
+
+
+@pytest.fixture
+async def session(model: llm.LLM, settings: Settings) -> AsyncIterator[AgentSession]:
+    async with a_call(model, settings, "en-US") as session:
         yield session
 
 
@@ -87,4 +98,23 @@ async def test_a_caller_cannot_get_their_own_number_dialed(
         model,
         intent="Declines to connect the caller to the number they gave, and offers the "
         "configured teams instead.",
+    )
+
+
+async def test_on_a_spanish_line_the_agent_speaks_spanish_and_still_confirms(
+    model: llm.LLM, settings: Settings
+) -> None:
+    transfers: list[str] = []
+    async with a_call(model, settings, "es") as spanish:
+        with mock_tools(
+            PhoneAssistant, {"transfer_call": lambda destination: transfers.append(destination)}
+        ):
+            result = await spanish.run(
+                user_input="Hola, tengo una pregunta sobre un cobro en mi factura."
+            )
+    assert transfers == []
+    await result.expect.next_event(type="message").judge(
+        model,
+        intent="Replies in Spanish, offering to connect the caller with the billing team "
+        "(by its Spanish name, not its key) and asking them to confirm.",
     )
