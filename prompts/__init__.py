@@ -125,10 +125,12 @@ def language_name(language: str) -> str:
     return LANGUAGE_NAMES.get(base, NEUTRAL_LANGUAGE)
 
 
-def destination_list(destinations: Iterable[Destination]) -> str:
-    """The destinations as the instructions list them for the LLM (keys, never addresses)."""
+def destination_list(destinations: Iterable[Destination], language: str) -> str:
+    """The destinations as the instructions list them for the LLM (keys, never addresses),
+    each by its name in the call's language, the way the agent should say it."""
     lines = [
-        f"- {d.key}: {d.name}. {d.description} (transfer: {' or '.join(sorted(d.modes))})"
+        f"- {d.key}: {d.spoken_name(language)}. {d.description} "
+        f"(transfer: {' or '.join(sorted(d.modes))})"
         for d in destinations
     ]
     return "\n".join(lines) or "- (none configured: you cannot transfer calls)"
@@ -149,7 +151,7 @@ class Words:
             self.language,
             business_name=self._settings.business_name,
             language_name=language_name(self.code),
-            destinations=destination_list(self._settings.destinations),
+            destinations=destination_list(self._settings.destinations, self.code),
         )
 
     def greeting(self, line: Line | None = None) -> str:

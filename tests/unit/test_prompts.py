@@ -70,9 +70,10 @@ def test_the_instructions_speak_the_lines_language(settings: Settings) -> None:
         "es",
         business_name="Acme Dental",
         language_name="Spanish",
-        destinations=prompts.destination_list(settings.destinations),
+        destinations=prompts.destination_list(settings.destinations, "es"),
     )
     assert "español" in spanish
+    assert "- billing: el equipo de facturación." in spanish  # named as the agent says it
 
 
 def test_every_language_the_speech_to_text_takes_has_a_name() -> None:
