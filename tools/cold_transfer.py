@@ -61,7 +61,7 @@ class ColdTransferTool(Toolset):
                     "Forward the caller to a person or team (a cold transfer: the call leaves "
                     "you). Call it only after the caller has clearly confirmed that they want "
                     "to be transferred to that destination. Destinations:\n"
-                    + destination_menu(self._destinations)
+                    + destination_menu(self._destinations, words.code)
                 ),
                 "parameters": {
                     "type": "object",

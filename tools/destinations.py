@@ -26,11 +26,12 @@ NOT_A_PHONE_CALL = (
 )
 
 
-def destination_menu(destinations: Mapping[str, Destination]) -> str:
-    """The destinations as the tool description lists them for the LLM, with the language
-    the person there speaks where it is set (a warm transfer's reason is spoken to them)."""
+def destination_menu(destinations: Mapping[str, Destination], language: str) -> str:
+    """The destinations as the tool description lists them for the LLM, named in the call's
+    language, with the language the person there speaks where it is set (a warm
+    transfer's reason is spoken to them)."""
     return "\n".join(
-        f"- {d.key}: {d.name}. {d.description}"
+        f"- {d.key}: {d.spoken_name(language)}. {d.description}"
         + (f" (they speak {language_name(d.language)})" if d.language else "")
         for d in destinations.values()
     )

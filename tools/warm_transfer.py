@@ -80,7 +80,7 @@ class WarmTransferTool(Toolset):
                     "tell the person who is calling and why, then you leave them talking. "
                     "Call it only after the caller has clearly confirmed that they want to be "
                     "connected to that destination. Destinations:\n"
-                    + destination_menu(self._destinations)
+                    + destination_menu(self._destinations, words.code)
                 ),
                 "parameters": {
                     "type": "object",
