@@ -177,10 +177,13 @@ def choose_stt(caller: Caller, line: Line | None, settings: Settings) -> SttChoi
     if english:
         return SttChoice(models.stt_phone, heard, f"phone call, {where}, English", speaks)
     why = "several languages" if several else f"language {speaks}"
+    # the model passed over: the line's own (a caller selected another language), or the
+    # phone model
+    english_only = f"{where} sets {override}, which" if override else models.stt_phone
     return SttChoice(
         models.stt_general,
         heard,
-        f"phone call, {where}, {why} ({models.stt_phone} is English-only)",
+        f"phone call, {where}, {why} ({english_only} is English-only)",
         speaks,
     )
 

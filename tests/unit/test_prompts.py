@@ -4,8 +4,10 @@ a call."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import shutil
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -13,8 +15,11 @@ import agent
 import prompts
 from config import Line, Settings
 from languages import LANGUAGE_NAMES, STT_LANGUAGES
+from preflight import Check, check_config, format_report
 from prompts import Words
 from tests.conftest import FAKE_ENV
+
+SHIPPED = Path(prompts.__file__).parent  # the real prompts/, before prompt_dir moves it
 
 
 @pytest.fixture
@@ -111,3 +116,153 @@ def test_the_worker_will_not_start_with_a_broken_prompt(
     err = capsys.readouterr().err
     assert "prompt file missing" in err
     assert "greeting_missing.md" in err
+
+
+# --------------------------------------------------------------------------- translations
+
+
+@pytest.fixture
+def translated(prompt_dir: Path) -> Path:
+    """The prompts folder holding a copy of the shipped English and Spanish files."""
+    for language in ("en", "es"):
+        shutil.copytree(SHIPPED / language, prompt_dir / language, dirs_exist_ok=True)
+    return prompt_dir
+
+
+def edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text(encoding="utf-8")
+    assert old in text, f"{old!r} is not in {path}"
+    path.write_text(text.replace(old, new), encoding="utf-8")
+
+
+BUSY_EN = "I'm sorry, {destination} is busy at the moment."
+BUSY_ES = "Lo siento, {destination} tiene la línea ocupada en este momento."
+HOLD_ES = (
+    "Claro, voy a comunicarle con {destination}. Le pongo en espera un momento mientras hago "
+    "la llamada. Por favor, no cuelgue."
+)
+TRANSFER_SECTIONS = "notice, refused, busy, no_answer, declined, unreachable, failed"
+TRANSFER_ES = "language es: prompts/es/transfer.md"
+
+# (what a translator got wrong in prompts/es/, the error that stops the worker)
+UNFINISHED: list[Any] = [
+    pytest.param(
+        lambda d: (d / "es" / "transfer.md").unlink(),
+        "language es: prompt file missing: prompts/es/transfer.md "
+        "(copy prompts/en/transfer.md and translate it)",
+        id="a missing file",
+    ),
+    pytest.param(
+        lambda d: edit(d / "es" / "transfer.md", f"## busy\n{BUSY_ES}\n\n", ""),
+        f"{TRANSFER_ES} has no '## busy' section (or it is empty); every language needs: "
+        f"{TRANSFER_SECTIONS}",
+        id="a missing section",
+    ),
+    pytest.param(
+        lambda d: edit(d / "es" / "transfer.md", BUSY_ES, ""),
+        f"{TRANSFER_ES} has no '## busy' section (or it is empty); every language needs: "
+        f"{TRANSFER_SECTIONS}",
+        id="an empty section",
+    ),
+    pytest.param(
+        lambda d: edit(d / "es" / "transfer.md", "## busy", "## ocupado"),
+        f"{TRANSFER_ES} has no '## busy' section (or it is empty); every language needs: "
+        f"{TRANSFER_SECTIONS}",
+        id="a translated section name",
+    ),
+    pytest.param(
+        lambda d: edit(d / "es" / "transfer.md", BUSY_ES, BUSY_EN),
+        f"{TRANSFER_ES}, section busy is still the en text, not translated: {BUSY_EN!r}",
+        id="a section left in English",
+    ),
+    pytest.param(
+        lambda d: edit(d / "es" / "transfer.md", BUSY_ES, f"TODO {BUSY_ES}"),
+        f"{TRANSFER_ES}, section busy is marked as not translated yet: {f'TODO {BUSY_ES}'[:60]!r}",
+        id="a TODO mark",
+    ),
+    pytest.param(
+        lambda d: edit(d / "es" / "warm_transfer.md", HOLD_ES, f"{HOLD_ES} TRANSLATE"),
+        "language es: prompts/es/warm_transfer.md, section hold is marked as not translated "
+        f"yet: {HOLD_ES[:60]!r}",
+        id="a TRANSLATE mark",
+    ),
+    pytest.param(
+        lambda d: shutil.copy(d / "en" / "greeting.md", d / "es" / "greeting.md"),
+        "language es: prompts/es/greeting.md is still the en text, not translated: "
+        f"{'Thank you for calling {business_name}. How can I help you today?'[:60]!r}",
+        id="a whole file left in English",
+    ),
+    pytest.param(
+        lambda d: edit(
+            d / "es" / "transfer.md", BUSY_ES, BUSY_ES.replace("destination", "destino")
+        ),
+        f"{TRANSFER_ES}, section busy uses the placeholder {{destino}}, which is not available "
+        "there (available: destination)",
+        id="a translated placeholder",
+    ),
+]
+
+
+@pytest.mark.parametrize(("mistake", "message"), UNFINISHED)
+def test_an_unfinished_translation_stops_the_worker_naming_language_file_and_section(
+    settings: Settings, translated: Path, mistake: Callable[[Path], None], message: str
+) -> None:
+    assert settings.prompt_languages == ("en", "es")  # conftest's business has a Spanish line
+    prompts.check(settings)  # the shipped translation is complete
+
+    mistake(translated)
+    prompts.prompt.cache_clear()
+    prompts.sections.cache_clear()
+
+    with pytest.raises(prompts.PromptError) as caught:
+        prompts.check(settings)
+    assert str(caught.value) == message
+
+
+def test_a_language_no_line_speaks_needs_no_translation(translated: Path) -> None:
+    english_only = Settings(business_name="Acme Dental")
+    shutil.rmtree(translated / "es")
+    assert prompts.check(english_only)["en:greeting:default"].startswith("Thank you")
+
+
+SPANISH_CONFIG = """
+[business]
+name = "Acme Dental"
+
+[lines.spanish]
+number = "+15550100200"
+language = "es"
+
+[[destinations]]
+key = "billing"
+name = "the billing team"
+names = { es = "el equipo de facturación" }
+description = "Invoices, payments and refunds."
+to = "+15550100101"
+modes = ["cold", "warm"]
+
+[transfer]
+outbound_trunk_id = "ST_outbound"
+"""
+
+
+@pytest.mark.parametrize(("mistake", "message"), UNFINISHED)
+def test_the_preflight_reports_an_unfinished_translation(
+    tmp_path: Path, translated: Path, mistake: Callable[[Path], None], message: str
+) -> None:
+    """`uv run agent.py check` says what the worker would stop with, as a failed check."""
+    config = tmp_path / "assistant.toml"
+    config.write_text(SPANISH_CONFIG, encoding="utf-8")
+    env = {**FAKE_ENV, "ASSISTANT_CONFIG": str(config)}
+    settings, checks = check_config(env)
+    assert settings is not None and settings.prompt_languages == ("en", "es")
+    assert [(c.name, c.ok) for c in checks] == [("configuration", True)]
+
+    mistake(translated)
+    prompts.prompt.cache_clear()
+    prompts.sections.cache_clear()
+
+    _settings, checks = check_config(env)
+    assert checks == [Check("prompts", False, message, "fix the prompt file it names")]
+    report = format_report(checks)
+    assert f"✗ prompts: {message}\n    fix: fix the prompt file it names" in report
