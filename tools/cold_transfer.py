@@ -14,7 +14,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from livekit.agents import RunContext, get_job_context
+from livekit.agents import AgentSession, RunContext, get_job_context
 from livekit.agents.llm import Toolset, function_tool
 from livekit.protocol import sip
 
@@ -80,9 +80,12 @@ class ColdTransferTool(Toolset):
     async def _transfer(self, raw_arguments: dict[str, Any], context: RunContext) -> str | None:
         destination = pick_destination(raw_arguments, self._destinations, "transfer")
         with self._lifecycle.transferring(f"cold transfer to {destination.key}"):
-            return await self._run(destination, context)
+            return await self.transfer(destination, context.session)
 
-    async def _run(self, destination: Destination, context: RunContext) -> str | None:
+    async def transfer(self, destination: Destination, session: AgentSession) -> str | None:
+        """The transfer itself, inside ``lifecycle.transferring``: what the LLM's tool
+        call and the keypad escape (keypad.py) both run. Returns what the LLM is told, or
+        None when the call has left the agent."""
         server = self._lifecycle.server
         job = get_job_context(required=False)
         room_name = server.room_name if server else job.room.name if job else ""
@@ -95,7 +98,6 @@ class ColdTransferTool(Toolset):
             logger.info("not a phone call (console or web caller): would have sent %s", what)
             return NOT_A_PHONE_CALL
 
-        session = context.session
         stop_listening(session)
         notice = self._words.transfer("notice", destination)
         if not await say_in_full(session, notice, caller_left=self._lifecycle.caller_left):
@@ -108,11 +110,11 @@ class ColdTransferTool(Toolset):
                 server.refer_request(self._caller.identity, destination)
             )
         except Exception as error:  # every failure keeps the caller on the line
-            return self._failed(destination, classify(error), context)
+            return self._failed(destination, classify(error), session)
         if response.status == sip.STS_TRANSFER_FAILED:
             reason = sip.SIPTransferReason.Name(response.reason)
             failure = from_sip_status(response.sip_status.code, response.sip_status.status, reason)
-            return self._failed(destination, failure, context)
+            return self._failed(destination, failure, session)
 
         # The caller's call continues at the destination: the agent has nothing more to say
         # (not even a reply to another tool of this turn), so its session ends now.
@@ -120,9 +122,9 @@ class ColdTransferTool(Toolset):
         session.shutdown(drain=False)
         return None
 
-    def _failed(self, destination: Destination, failure: Failure, context: RunContext) -> str:
-        resume_listening(context.session)
-        report_failure(logger, "cold transfer", destination, failure, context.session, self._words)
+    def _failed(self, destination: Destination, failure: Failure, session: AgentSession) -> str:
+        resume_listening(session)
+        report_failure(logger, "cold transfer", destination, failure, session, self._words)
         others = [k for k in self._destinations if k != destination.key]
         alternatives = (
             f"another destination ({', '.join(others)}), " if others else ""

@@ -118,11 +118,14 @@ class WarmTransferTool(Toolset):
             raise ToolError("Nothing was done: give a short reason why the caller is calling.")
         name = _clean(raw_arguments.get("caller_name"), _MAX_NAME)
         with self._lifecycle.transferring(f"warm transfer to {destination.key}"):
-            return await self._run(destination, reason, name, context)
+            return await self.transfer(destination, reason, name, context.session)
 
-    async def _run(
-        self, destination: Destination, reason: str, name: str, context: RunContext
+    async def transfer(
+        self, destination: Destination, reason: str, name: str, session: AgentSession
     ) -> str | None:
+        """The transfer itself, inside ``lifecycle.transferring``: what the LLM's tool
+        call and the keypad escape (keypad.py) both run. Returns what the LLM is told, or
+        None when the call has left the agent."""
         server = self._lifecycle.server
         if server is None or not self._caller.is_phone:
             room_name = server.room_name if server else ""
@@ -133,7 +136,6 @@ class WarmTransferTool(Toolset):
             )
             return NOT_A_PHONE_CALL
 
-        session = context.session
         room = self._lifecycle.room
         presence = Presence(room, self._lifecycle.caller_left)
         hold: Hold | None = None
@@ -188,7 +190,7 @@ class WarmTransferTool(Toolset):
             return self._tell_llm(destination, "the person hung up before you could hand over")
         except NotReached as not_reached:
             await self._back_to_agent(hold, session)
-            return self._failed(destination, not_reached.failure, context)
+            return self._failed(destination, not_reached.failure, session)
         finally:
             presence.close()
             if hold is not None:
@@ -214,8 +216,8 @@ class WarmTransferTool(Toolset):
             await hold.end()
         resume_listening(session)
 
-    def _failed(self, destination: Destination, failure: Failure, context: RunContext) -> str:
-        report_failure(logger, "warm transfer", destination, failure, context.session, self._words)
+    def _failed(self, destination: Destination, failure: Failure, session: AgentSession) -> str:
+        report_failure(logger, "warm transfer", destination, failure, session, self._words)
         unknown = (
             " The outcome is unknown (their phone may have rung or been answered; that call "
             "was ended): do not try this transfer again unless the caller asks."
