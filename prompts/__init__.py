@@ -39,6 +39,7 @@ WARM_MOMENTS = (
     "supervisor_left",
     "caller_number",
     "caller_hidden",
+    "keypad_reason",
 )
 # When the agent cannot go on (rescue.py), each a section of failure.md: "transfer" when
 # [on_failure] names a destination, "end" otherwise and when that transfer fails.
