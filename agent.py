@@ -24,6 +24,7 @@ import os
 import sys
 import warnings
 from collections.abc import AsyncIterable, Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 from dotenv import load_dotenv
@@ -47,6 +48,7 @@ import prompts
 from caller import Caller, SttChoice, await_sip_attributes, choose_stt, find_caller, resolve_line
 from config import ConfigError, Settings, load_settings
 from greetings import GreetingAudio, Voice
+from keypad import Keypad
 from lifecycle import CallLifecycle
 from models import (
     SESSION_CONNECT,
@@ -92,12 +94,11 @@ class PhoneAssistant(Agent):
         words: Words,
         greeting: str,
         greeting_audio: AsyncIterable[rtc.AudioFrame] | None = None,
+        tools: CallTools | None = None,
     ) -> None:
         """``words`` are the fixed sentences of the call's language."""
-        super().__init__(
-            instructions=words.instructions(),
-            tools=call_tools(settings, caller, lifecycle, words),
-        )
+        tools = tools or CallTools.for_call(settings, caller, lifecycle, words)
+        super().__init__(instructions=words.instructions(), tools=tools.all())
         self._greeting = greeting
         self._greeting_audio = greeting_audio
 
@@ -112,16 +113,31 @@ class PhoneAssistant(Agent):
         )
 
 
-def call_tools(
-    settings: Settings, caller: Caller, lifecycle: CallLifecycle, words: Words
-) -> list[Toolset]:
-    """end_call always; a transfer tool for each transfer mode a destination allows."""
-    tools: list[Toolset] = [EndCall(lifecycle)]
-    if settings.destinations_for("cold"):
-        tools.append(ColdTransferTool(settings.destinations, caller, lifecycle, words))
-    if settings.destinations_for("warm"):
-        tools.append(WarmTransferTool(settings, caller, lifecycle, words))
-    return tools
+@dataclass(frozen=True)
+class CallTools:
+    """end_call always; a transfer tool for each transfer mode a destination allows.
+    The keypad escape runs the same transfer tools."""
+
+    end_call: EndCall
+    cold: ColdTransferTool | None
+    warm: WarmTransferTool | None
+
+    @classmethod
+    def for_call(
+        cls, settings: Settings, caller: Caller, lifecycle: CallLifecycle, words: Words
+    ) -> CallTools:
+        return cls(
+            end_call=EndCall(lifecycle),
+            cold=ColdTransferTool(settings.destinations, caller, lifecycle, words)
+            if settings.destinations_for("cold")
+            else None,
+            warm=WarmTransferTool(settings, caller, lifecycle, words)
+            if settings.destinations_for("warm")
+            else None,
+        )
+
+    def all(self) -> list[Toolset]:
+        return [tool for tool in (self.end_call, self.cold, self.warm) if tool is not None]
 
 
 def build_session(
@@ -287,6 +303,7 @@ def prepare_call(
         stt.reason,
     )
     greeting = words.greeting(line)
+    tools = CallTools.for_call(settings, caller, lifecycle, words)
     agent = PhoneAssistant(
         settings,
         caller=caller,
@@ -294,12 +311,36 @@ def prepare_call(
         words=words,
         greeting=greeting,
         greeting_audio=greetings.replay(greeting, voice),
+        tools=tools,
     )
     speech = (tts or {}).get(voice) or build_tts(settings, voice)
     session = build_session(settings, stt, vad, llm=llm, tts=speech)
+    keypad_for(settings, caller, lifecycle, session, words, tools)
     lifecycle.rescue = rescue_for(settings, lifecycle, caller, words, voice, greetings)
     lifecycle.watch(session)
     return session, agent
+
+
+def keypad_for(
+    settings: Settings,
+    caller: Caller,
+    lifecycle: CallLifecycle,
+    session: AgentSession,
+    words: Words,
+    tools: CallTools,
+) -> Keypad | None:
+    """The keypad escape of ``[keypad]``, for a caller on a phone (one with a keypad)."""
+    if not caller.is_phone or not settings.keypad:
+        return None
+    return Keypad(
+        {digit: settings.destinations_by_key[key] for digit, key in settings.keypad.items()},
+        caller=caller.identity,
+        lifecycle=lifecycle,
+        session=session,
+        words=words,
+        cold=tools.cold,
+        warm=tools.warm,
+    )
 
 
 def rescue_for(

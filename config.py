@@ -26,6 +26,7 @@ from config_checks import (
     Problems,
     environment_problems,
 )
+from config_fallbacks import parse_keypad, parse_ladders
 from config_file import read_config
 from config_tables import (
     FALLBACK_PROVIDERS,
@@ -150,7 +151,16 @@ def load_secrets(env: Mapping[str, str], *, need_livekit: bool = True) -> Secret
 
 # --------------------------------------------------------------------------- the file
 
-_TABLES = {"business", "agent", "models", "lines", "destinations", "transfer", "on_failure"}
+_TABLES = {
+    "business",
+    "agent",
+    "models",
+    "lines",
+    "destinations",
+    "transfer",
+    "on_failure",
+    "keypad",
+}
 
 
 def parse_settings(data: Mapping[str, Any], *, source: str, secrets: Secrets) -> Settings:
@@ -179,6 +189,8 @@ def parse_settings(data: Mapping[str, Any], *, source: str, secrets: Secrets) ->
     lines = parse_lines(p.table(data, "lines"), models, p)
     # after the lines: every destination needs a name in each language a line speaks
     destinations = parse_destinations(data.get("destinations", []), models, lines, p)
+    destinations = parse_ladders(data.get("destinations"), destinations, p)
+    keypad = parse_keypad(p.table(data, "keypad"), destinations, p)
 
     transfer = parse_transfer(p.table(data, "transfer"), source, secrets, p)
     if any("warm" in d.modes for d in destinations) and not transfer.outbound_trunk_id:
@@ -203,4 +215,5 @@ def parse_settings(data: Mapping[str, Any], *, source: str, secrets: Secrets) ->
         secrets=secrets,
         source=source,
         on_failure=on_failure,
+        keypad=keypad,
     )

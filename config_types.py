@@ -107,6 +107,9 @@ class Destination:
     # business default language, ``default_language`` (``models.language``).
     names: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     default_language: str = "en-US"
+    # What to offer, in order, when a transfer here does not reach anyone: other
+    # destinations' keys and "message" (take a message); see config_fallbacks.py.
+    fallback: tuple[str, ...] = ()
 
     def spoken_name(self, language: str) -> str:
         """The name to say in ``language`` (a code: "es-419" uses ``names["es"]``).
@@ -164,9 +167,15 @@ class Settings:
     # how long to wait for a SIP caller's sip.* attributes before choosing the STT model
     attributes_timeout: float = 2.0
     on_failure: OnFailure = field(default_factory=OnFailure)
+    # The keypad escape: a key the caller presses ("0") -> the destination key it reaches.
+    keypad: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
     def destination(self, key: str) -> Destination | None:
         return next((d for d in self.destinations if d.key == key), None)
+
+    @property
+    def destinations_by_key(self) -> Mapping[str, Destination]:
+        return {d.key: d for d in self.destinations}
 
     def line_languages(self, line: Line | None) -> tuple[str, ...]:
         """A line's languages, its own first; the business default for no line or a

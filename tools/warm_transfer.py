@@ -155,7 +155,7 @@ class WarmTransferTool(Toolset):
                 await introduce(
                     session,
                     presence,
-                    self._answering_words(destination),
+                    self.answering_words(destination),
                     destination,
                     caller=self._caller,
                     reason=reason,
@@ -196,7 +196,7 @@ class WarmTransferTool(Toolset):
             if hold is not None:
                 await hold.end()
 
-    def _answering_words(self, destination: Destination) -> Words:
+    def answering_words(self, destination: Destination) -> Words:
         """The person who answers hears their destination's language, if it sets one."""
         if destination.language is None:
             return self._words

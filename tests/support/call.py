@@ -26,7 +26,7 @@ from livekit.agents.tts import TTS
 from livekit.agents.utils import http_context
 from livekit.agents.voice.events import CloseEvent
 
-from agent import PhoneAssistant, open_call, rescue_for
+from agent import CallTools, PhoneAssistant, keypad_for, open_call, rescue_for
 from caller import Caller
 from config import Settings
 from greetings import GreetingAudio
@@ -117,6 +117,7 @@ async def phone_call(
         call = Call(session, llm, room, caller, server, job, lifecycle, playout)
         job._on_shutdown = call._end_job  # a tool or the framework ending the job
         stack.callback(lifecycle.close)
+        tools = CallTools.for_call(settings, participant, lifecycle, words)
         agent = PhoneAssistant(
             settings,
             caller=participant,
@@ -124,7 +125,11 @@ async def phone_call(
             words=words,
             greeting=words.greeting(),
             greeting_audio=greeting_audio,
+            tools=tools,
         )
+        keypad = keypad_for(settings, participant, lifecycle, session, words, tools)
+        if keypad is not None:
+            stack.callback(keypad.close)
         lifecycle.watch(session)
         session.on("close", call._on_close)
         if playout is not None:
