@@ -44,6 +44,20 @@ WARM_MOMENTS = (
 # When the agent cannot go on (rescue.py), each a section of failure.md: "transfer" when
 # [on_failure] names a destination, "end" otherwise and when that transfer fails.
 FAILURE_MOMENTS = ("transfer", "end")
+# A destination outside its opening hours (hours_words.py), each a section of hours.md:
+# the sentences, when it opens, and how days and times are said.
+HOURS_SECTIONS = (
+    "closed",
+    "closed_no_opening",
+    "today",
+    "tomorrow",
+    "weekday",
+    "date",
+    "weekdays",
+    "months",
+    "times",
+    "minutes",
+)
 # Every file of a language: whole-file prompts (None) or their sections.
 FILES: Mapping[str, tuple[str, ...] | None] = {
     "instructions": None,
@@ -51,7 +65,11 @@ FILES: Mapping[str, tuple[str, ...] | None] = {
     "transfer": TRANSFER_MOMENTS,
     "warm_transfer": WARM_MOMENTS,
     "failure": FAILURE_MOMENTS,
+    "hours": HOURS_SECTIONS,
 }
+# Sections a translation may leave as the original has them: German minutes are
+# ":{minute_padded}" as in English.
+MAY_EQUAL_ORIGINAL = frozenset({("hours", "minutes")})
 # Marks a translator leaves in a sentence still to be translated.
 UNTRANSLATED_MARKS = ("TODO", "TRANSLATE", "FIXME", "XXX")
 
@@ -104,6 +122,11 @@ def _fill(template: str, where: str, values: Mapping[str, Any]) -> str:
         ) from None
     except (ValueError, IndexError) as e:
         raise PromptError(f"{where}: {e} (write a literal brace as {{{{ or }}}})") from None
+
+
+def render_text(template: str, where: str, **values: Any) -> str:
+    """Fill a piece of a prompt file (one line of a section); ``where`` names it in errors."""
+    return _fill(template, where, values)
 
 
 def render(name: str, language: str = ORIGINAL, **values: Any) -> str:
@@ -228,6 +251,12 @@ def check(settings: Settings) -> Mapping[str, str]:
                 )
         for moment in FAILURE_MOMENTS:
             rendered[f"{key}:failure:{moment}"] = words.failure(moment)
+        # Imported here: hours_words builds on this module.
+        from hours_words import samples
+
+        names = [d.spoken_name(code) for d in settings.destinations]
+        for sample, text in samples(words.language, names).items():
+            rendered[f"{key}:hours:{sample}"] = text
     return rendered
 
 
@@ -253,7 +282,11 @@ def _check_complete(language: str) -> None:
             at = f"{where}, section {section}" if section else where
             if any(mark in text for mark in UNTRANSLATED_MARKS):
                 raise PromptError(f"{at} is marked as not translated yet: {text[:60]!r}")
-            if language != ORIGINAL and text == originals.get(section):
+            if (
+                language != ORIGINAL
+                and text == originals.get(section)
+                and (name, section) not in MAY_EQUAL_ORIGINAL
+            ):
                 raise PromptError(
                     f"{at} is still the {ORIGINAL} text, not translated: {text[:60]!r}"
                 )
