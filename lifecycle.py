@@ -33,7 +33,9 @@ from livekit.agents.llm import ToolError
 from livekit.agents.voice.events import CloseEvent, CloseReason, ErrorEvent
 from livekit.agents.voice.room_io.types import DEFAULT_CLOSE_ON_DISCONNECT_REASONS
 
+from journal import CallJournal
 from outage import SpeechToTextWatch
+from records import Outcome
 from server_api import CallServer
 
 logger = logging.getLogger("phone-assistant.lifecycle")
@@ -70,11 +72,13 @@ class CallLifecycle:
         server: CallServer | None,
         end_job: Callable[[str], None],
         rescue: Rescue | None = None,
+        journal: CallJournal | None = None,
     ) -> None:
         """``caller`` is the caller's participant identity; ``server`` is None when the
         call has no LiveKit server behind it (console mode); ``end_job`` ends the job
-        (``JobContext.shutdown``)."""
+        (``JobContext.shutdown``); ``journal`` notes how the call ended, for its record."""
         self._room = room
+        self.journal = journal or CallJournal(call_id=room.name, caller_number=None)
         self._caller = caller
         self._server = server
         self._end_job = end_job
@@ -138,17 +142,20 @@ class CallLifecycle:
         if self._phase is not Phase.TALKING:
             raise ToolError(self._refusal("end the call"))
         self._phase = Phase.ENDING
+        self.journal.ended(Outcome.HANDLED_BY_AGENT, reason="the agent ended the call")
         logger.info("the agent is ending the call")
 
-    def handed_over(self, where: str) -> None:
+    def handed_over(self, where: str, destination: str | None = None) -> None:
         """A REFER was accepted: the caller's call continues elsewhere."""
         self._phase = Phase.HANDED_OVER
+        self.journal.ended(Outcome.COLD_TRANSFER, destination)
         logger.info("caller handed over by SIP REFER to %s", where)
 
-    def connected(self, supervisor: str) -> None:
+    def connected(self, supervisor: str, destination: str | None = None) -> None:
         """Warm handoff done: the caller and ``supervisor`` talk, the agent steps out. From
         now on the first of the two to hang up ends the call for the other."""
         self._phase, self._supervisor = Phase.CONNECTED, supervisor
+        self.journal.ended(Outcome.WARM_TRANSFER, destination)
         logger.info(
             "caller connected with %s; the call ends for both when either hangs up", supervisor
         )
@@ -245,6 +252,10 @@ class CallLifecycle:
         """The caller is still there and the agent cannot talk with them any more."""
         if self._phase in (Phase.OVER, Phase.RESCUING):
             return
+        if self.caller_left.is_set():
+            self.journal.ended(Outcome.CALLER_HUNG_UP, reason=why)
+        else:
+            self.journal.ended(Outcome.FAILED, reason=why)
         if self.rescue is None or self.caller_left.is_set():
             self._finish(why)
             return
@@ -296,6 +307,9 @@ class CallLifecycle:
         self._dialed.discard(identity)
         if identity == self._caller:
             self.caller_left.set()
+            if self._phase in (Phase.TALKING, Phase.TRANSFERRING):
+                during = " during a transfer" if self._phase is Phase.TRANSFERRING else ""
+                self.journal.ended(Outcome.CALLER_HUNG_UP, reason=f"the caller hung up{during}")
             if self._phase is Phase.CONNECTED:
                 self._finish("the caller hung up")
             elif self._phase in (Phase.TALKING, Phase.TRANSFERRING, Phase.ENDING):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from livekit.agents import AgentSession, RunContext, get_job_context
@@ -22,6 +23,7 @@ from caller import Caller
 from config import Destination
 from lifecycle import CallLifecycle
 from prompts import Words
+from records import TransferMode
 from tools.destinations import (
     NOT_A_PHONE_CALL,
     destination_menu,
@@ -105,24 +107,31 @@ class ColdTransferTool(Toolset):
             return None
 
         logger.info("sending %s (one request, never replayed)", what)
+        started = self._lifecycle.journal.clock()
         try:
             response = await server.transfer(
                 server.refer_request(self._caller.identity, destination)
             )
         except Exception as error:  # every failure keeps the caller on the line
-            return self._failed(destination, classify(error), session)
+            return self._failed(destination, classify(error), session, started)
         if response.status == sip.STS_TRANSFER_FAILED:
             reason = sip.SIPTransferReason.Name(response.reason)
             failure = from_sip_status(response.sip_status.code, response.sip_status.status, reason)
-            return self._failed(destination, failure, session)
+            return self._failed(destination, failure, session, started)
 
         # The caller's call continues at the destination: the agent has nothing more to say
         # (not even a reply to another tool of this turn), so its session ends now.
-        self._lifecycle.handed_over(f"{destination.key} ({masked_address(destination)})")
+        self._lifecycle.journal.attempt(destination.key, TransferMode.COLD, started)
+        self._lifecycle.handed_over(
+            f"{destination.key} ({masked_address(destination)})", destination.key
+        )
         session.shutdown(drain=False)
         return None
 
-    def _failed(self, destination: Destination, failure: Failure, session: AgentSession) -> str:
+    def _failed(
+        self, destination: Destination, failure: Failure, session: AgentSession, started: datetime
+    ) -> str:
+        self._lifecycle.journal.attempt(destination.key, TransferMode.COLD, started, failure)
         resume_listening(session)
         report_failure(logger, "cold transfer", destination, failure, session, self._words)
         others = [k for k in self._destinations if k != destination.key]

@@ -69,6 +69,7 @@ class Failure:
     detail: str  # what happened, for the log and the LLM: "SIP 486 Busy Here"
     advice: str  # what a developer should do about it
     outcome_known: bool = True  # False after a timeout: the transfer may have happened
+    sip_status: int | None = None  # the final SIP status, when the SIP side gave one
 
     @property
     def is_configuration_problem(self) -> bool:
@@ -80,7 +81,7 @@ def from_sip_status(code: int | None, status: str | None, reason: str | None = N
     parts = [f"SIP {code} {status or ''}".strip() if code else "", reason or ""]
     detail = ", ".join(p for p in parts if p) or "the transfer failed"
     advice = _ADVICE.get(outcome, "the provider ended the call attempt with this status")
-    return Failure(outcome, detail, advice)
+    return Failure(outcome, detail, advice, sip_status=code or None)
 
 
 def classify(error: BaseException) -> Failure:

@@ -35,6 +35,7 @@ from caller import Caller
 from config import Destination, Settings
 from lifecycle import CallLifecycle
 from prompts import Words
+from records import AttemptOutcome, TransferMode
 from tools.destinations import (
     NOT_A_PHONE_CALL,
     destination_menu,
@@ -139,6 +140,8 @@ class WarmTransferTool(Toolset):
         room = self._lifecycle.room
         presence = Presence(room, self._lifecycle.caller_left)
         hold: Hold | None = None
+        journal = self._lifecycle.journal
+        started = journal.clock()
         # Deaf from here on: the notice cannot be interrupted anyway, and a "thanks" said
         # over it must not start an LLM turn that would talk over the hold music.
         stop_listening(session)
@@ -149,6 +152,7 @@ class WarmTransferTool(Toolset):
                 return None
             hold = hold_music_for(room, self._settings)
             hold.begin()
+            started = journal.clock()
             supervisor = await self._dialer.reach(destination, presence)
             await hold.end()
             try:
@@ -168,12 +172,20 @@ class WarmTransferTool(Toolset):
                     destination.key,
                     supervisor,
                 )
-            self._step_out(session, supervisor)
+            journal.attempt(destination.key, TransferMode.WARM, started)
+            self._step_out(session, supervisor, destination)
             return None
         except CallerLeft:
             logger.info(
                 "the caller hung up during the warm transfer to %s; the call is over",
                 destination.key,
+            )
+            journal.attempt(
+                destination.key,
+                TransferMode.WARM,
+                started,
+                outcome=AttemptOutcome.FAILED,
+                detail="the caller hung up",
             )
             if presence.supervisor:
                 await self._lifecycle.end_leg(presence.supervisor)
@@ -186,10 +198,18 @@ class WarmTransferTool(Toolset):
                 destination.key,
                 presence.supervisor,
             )
+            journal.attempt(
+                destination.key,
+                TransferMode.WARM,
+                started,
+                outcome=AttemptOutcome.FAILED,
+                detail="the person hung up before the handoff",
+            )
             say_if_open(session, self._words.warm("supervisor_left", destination))
             return self._tell_llm(destination, "the person hung up before you could hand over")
         except NotReached as not_reached:
             await self._back_to_agent(hold, session)
+            journal.attempt(destination.key, TransferMode.WARM, started, not_reached.failure)
             return self._failed(destination, not_reached.failure, session)
         finally:
             presence.close()
@@ -202,11 +222,11 @@ class WarmTransferTool(Toolset):
             return self._words
         return Words(self._settings, destination.language)
 
-    def _step_out(self, session: AgentSession, supervisor: str) -> None:
+    def _step_out(self, session: AgentSession, supervisor: str, destination: Destination) -> None:
         """The agent's part is over: the lifecycle watches the two of them from now on and
         the session closes at once (no speech-to-text stream, no model, nothing said after
         the handoff, not even a reply to another tool of this turn)."""
-        self._lifecycle.connected(supervisor)
+        self._lifecycle.connected(supervisor, destination.key)
         session.output.set_audio_enabled(False)
         session.shutdown(drain=False)
 
