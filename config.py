@@ -28,6 +28,7 @@ from config_checks import (
 )
 from config_fallbacks import parse_keypad, parse_ladders
 from config_file import read_config
+from config_storage import WEBHOOK_SECRET, parse_storage, parse_webhook
 from config_tables import (
     FALLBACK_PROVIDERS,
     MAX_FALLBACKS,
@@ -93,7 +94,7 @@ def load_settings(env: Mapping[str, str], *, need_livekit: bool = True) -> Setti
     settings: Settings | None = None
     try:
         settings = parse_settings(
-            read_config(path, CONFIG_FILE_ENV), source=str(path), secrets=secrets
+            read_config(path, CONFIG_FILE_ENV), source=str(path), secrets=secrets, env=env
         )
     except ConfigError as e:
         errors.append(e)
@@ -146,6 +147,7 @@ def load_secrets(env: Mapping[str, str], *, need_livekit: bool = True) -> Secret
         openai_base_url=env.get("OPENAI_BASE_URL", "").strip() or None,
         deepgram_base_url=env.get("DEEPGRAM_BASE_URL", "").strip() or None,
         sip_outbound_trunk_id=env.get("SIP_OUTBOUND_TRUNK_ID", "").strip() or None,
+        webhook_secret=env.get(WEBHOOK_SECRET, "").strip(),
     )
 
 
@@ -160,11 +162,20 @@ _TABLES = {
     "transfer",
     "on_failure",
     "keypad",
+    "storage",
+    "webhook",
 }
 
 
-def parse_settings(data: Mapping[str, Any], *, source: str, secrets: Secrets) -> Settings:
-    """Turn the parsed TOML into Settings, or raise ConfigError listing every problem."""
+def parse_settings(
+    data: Mapping[str, Any],
+    *,
+    source: str,
+    secrets: Secrets,
+    env: Mapping[str, str] | None = None,
+) -> Settings:
+    """Turn the parsed TOML into Settings, or raise ConfigError listing every problem.
+    ``env`` may override a setting that is not a secret (ASSISTANT_DATA_DIR)."""
     p = Problems()
     p.keys(data, _TABLES, "")
 
@@ -191,6 +202,8 @@ def parse_settings(data: Mapping[str, Any], *, source: str, secrets: Secrets) ->
     destinations = parse_destinations(data.get("destinations", []), models, lines, p)
     destinations = parse_ladders(data.get("destinations"), destinations, p)
     keypad = parse_keypad(p.table(data, "keypad"), destinations, p)
+    storage = parse_storage(p.table(data, "storage"), source, env or {}, p)
+    webhook = parse_webhook(p.table(data, "webhook"), secrets.webhook_secret, p)
 
     transfer = parse_transfer(p.table(data, "transfer"), source, secrets, p)
     if any("warm" in d.modes for d in destinations) and not transfer.outbound_trunk_id:
@@ -216,4 +229,6 @@ def parse_settings(data: Mapping[str, Any], *, source: str, secrets: Secrets) ->
         source=source,
         on_failure=on_failure,
         keypad=keypad,
+        storage=storage,
+        webhook=webhook,
     )

@@ -12,6 +12,7 @@ from types import MappingProxyType
 from typing import Literal
 
 from config_checks import E164
+from config_storage import Storage, Webhook
 from languages import base_language
 
 TransferMode = Literal["cold", "warm"]
@@ -31,6 +32,7 @@ class Secrets:
     openai_base_url: str | None = None
     deepgram_base_url: str | None = None
     sip_outbound_trunk_id: str | None = None
+    webhook_secret: str = field(default="", repr=False)  # signs webhook deliveries
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +171,8 @@ class Settings:
     on_failure: OnFailure = field(default_factory=OnFailure)
     # The keypad escape: a key the caller presses ("0") -> the destination key it reaches.
     keypad: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    storage: Storage = field(default_factory=Storage)
+    webhook: Webhook | None = None
 
     def destination(self, key: str) -> Destination | None:
         return next((d for d in self.destinations if d.key == key), None)

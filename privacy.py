@@ -285,5 +285,5 @@ def install_log_masking(secrets: Iterable[str] = ()) -> MaskingFilter:
 
 def secret_values(secrets: Any) -> tuple[str, ...]:
     """The credentials in a ``config.Secrets``: never to appear in a log."""
-    names = ("livekit_api_secret", "deepgram_api_key", "openai_api_key")
+    names = ("livekit_api_secret", "deepgram_api_key", "openai_api_key", "webhook_secret")
     return tuple(v for v in (getattr(secrets, n, None) for n in names) if isinstance(v, str) and v)
