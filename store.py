@@ -60,6 +60,7 @@ Kind = Literal["message", "call"]
 # even if the same item is saved twice; uuid5 keeps them opaque (no call id in a header).
 _KEY_NAMESPACE = uuid.UUID("0d6c1f53-9a4e-4a5e-8f3b-2f7d7c1e6a10")
 T = TypeVar("T", Message, CallRecord)
+_INHERITED: list[sqlite3.Connection] = []  # connections from before a fork, kept unclosed
 
 
 class DeliveryStatus(StrEnum):
@@ -178,7 +179,11 @@ class Store:
     def _connection(self) -> sqlite3.Connection:
         if self._conn is not None and self._pid == os.getpid():
             return self._conn
-        # A connection must not cross a fork: the child opens its own.
+        if self._conn is not None:
+            # A connection must not cross a fork: the child opens its own, and never
+            # closes the parent's (closing it here could disturb the parent's locks).
+            _INHERITED.append(self._conn)
+            self._conn = None
         try:
             conn = sqlite3.connect(
                 self.path,
