@@ -63,8 +63,11 @@ from privacy import install_log_masking, safe_name, secret_values
 from prompts import Words
 from rescue import ApologyAudio, CallRescue
 from server_api import CallServer
+from tools.cold_transfer import TOOL_NAME as COLD_TOOL
 from tools.cold_transfer import ColdTransferTool
 from tools.end_call import EndCall
+from tools.ladder import FallbackLadder
+from tools.warm_transfer import TOOL_NAME as WARM_TOOL
 from tools.warm_transfer import WarmTransferTool
 
 logger = logging.getLogger("phone-assistant")
@@ -126,13 +129,21 @@ class CallTools:
     def for_call(
         cls, settings: Settings, caller: Caller, lifecycle: CallLifecycle, words: Words
     ) -> CallTools:
+        modes = {"cold": COLD_TOOL, "warm": WARM_TOOL}
+        modes = {mode: tool for mode, tool in modes.items() if settings.destinations_for(mode)}
+        ladder = FallbackLadder(
+            settings.destinations_by_key,
+            clock=lifecycle.journal.clock,
+            messages=False,
+            tools=modes,
+        )
         return cls(
             end_call=EndCall(lifecycle),
-            cold=ColdTransferTool(settings.destinations, caller, lifecycle, words)
-            if settings.destinations_for("cold")
+            cold=ColdTransferTool(settings.destinations, caller, lifecycle, words, ladder)
+            if "cold" in modes
             else None,
-            warm=WarmTransferTool(settings, caller, lifecycle, words)
-            if settings.destinations_for("warm")
+            warm=WarmTransferTool(settings, caller, lifecycle, words, ladder)
+            if "warm" in modes
             else None,
         )
 

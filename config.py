@@ -14,20 +14,24 @@ worker imports is importable from here.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from config_checks import (
     AGENT_NAME,
     E164,
+    KEY,
     LANGUAGE_CODE,
     ConfigError,
     Problems,
     environment_problems,
+    shown_url,
 )
-from config_fallbacks import parse_keypad, parse_ladders
+from config_fallbacks import parse_keypad, parse_reach
 from config_file import read_config
+from config_placeholders import environment_placeholder
 from config_storage import WEBHOOK_SECRET, parse_storage, parse_webhook
 from config_tables import (
     FALLBACK_PROVIDERS,
@@ -50,6 +54,7 @@ from config_types import (
     Transfer,
     TransferMode,
 )
+from hours_config import parse_hours
 
 # Importable from config as before the split (the rest of the worker imports from here).
 __all__ = [
@@ -80,14 +85,17 @@ DEFAULT_CONFIG_FILE = Path(__file__).with_name("assistant.toml")
 CONFIG_FILE_ENV = "ASSISTANT_CONFIG"
 
 
-def load_settings(env: Mapping[str, str], *, need_livekit: bool = True) -> Settings:
+def load_settings(
+    env: Mapping[str, str], *, need_livekit: bool = True, need_deepgram: bool = True
+) -> Settings:
     """Read the config file named by ASSISTANT_CONFIG (default: assistant.toml beside
-    this module) and the secrets in ``env``; both kinds of problem are reported together."""
+    this module) and the secrets in ``env``; both kinds of problem are reported together.
+    ``need_*``: see ``load_secrets``."""
     path = Path(env.get(CONFIG_FILE_ENV) or DEFAULT_CONFIG_FILE)
     errors: list[ConfigError] = []
     secrets = Secrets()
     try:
-        secrets = load_secrets(env, need_livekit=need_livekit)
+        secrets = load_secrets(env, need_livekit=need_livekit, need_deepgram=need_deepgram)
     except ConfigError as e:
         errors.append(e)
 
@@ -116,10 +124,26 @@ REQUIRED_SECRETS: dict[str, str] = {
 _LIVEKIT_SECRETS = ("LIVEKIT_URL", "LIVEKIT_API_KEY", "LIVEKIT_API_SECRET")
 
 
-def load_secrets(env: Mapping[str, str], *, need_livekit: bool = True) -> Secrets:
-    """Read credentials from ``env``; console mode talks to no LiveKit server, so it
-    may run without the LIVEKIT_* variables (and they are not checked)."""
-    wanted = [k for k in REQUIRED_SECRETS if need_livekit or k not in _LIVEKIT_SECRETS]
+# What to put in the optional variables, for a placeholder found in one.
+_OPTIONAL_SECRETS: dict[str, str] = {
+    "OPENAI_BASE_URL": "an OpenAI-compatible server's URL, or leave it unset for OpenAI",
+    "DEEPGRAM_BASE_URL": "a self-hosted Deepgram's /v1/listen URL, or leave it unset for "
+    "Deepgram's cloud",
+    "SIP_OUTBOUND_TRUNK_ID": "the id of your outbound SIP trunk (lk sip outbound list), or "
+    "leave it unset",
+}
+
+
+def load_secrets(
+    env: Mapping[str, str], *, need_livekit: bool = True, need_deepgram: bool = True
+) -> Secrets:
+    """Read credentials from ``env``. Console mode talks to no LiveKit server, and typing
+    in it (``console --text``) hears nothing, so those may run without the LIVEKIT_*
+    variables or DEEPGRAM_API_KEY (which are then not checked)."""
+    unneeded = (() if need_livekit else _LIVEKIT_SECRETS) + (
+        () if need_deepgram else ("DEEPGRAM_API_KEY",)
+    )
+    wanted = [k for k in REQUIRED_SECRETS if k not in unneeded]
     missing = [k for k in wanted if not env.get(k, "").strip()]
     errors: list[ConfigError] = []
     if missing:
@@ -130,7 +154,11 @@ def load_secrets(env: Mapping[str, str], *, need_livekit: bool = True) -> Secret
                 [f"{k}: {REQUIRED_SECRETS[k]}" for k in missing],
             )
         )
-    if invalid := environment_problems(env, skip=() if need_livekit else _LIVEKIT_SECRETS):
+    placeholders = environment_placeholders(env, skip=unneeded)
+    invalid = list(placeholders.values()) + environment_problems(
+        env, skip=(*unneeded, *placeholders)
+    )
+    if invalid:
         errors.append(
             ConfigError(
                 "Invalid environment variables (in .env.local or the environment):", invalid
@@ -142,13 +170,49 @@ def load_secrets(env: Mapping[str, str], *, need_livekit: bool = True) -> Secret
         livekit_url=env.get("LIVEKIT_URL", "").strip(),
         livekit_api_key=env.get("LIVEKIT_API_KEY", "").strip(),
         livekit_api_secret=env.get("LIVEKIT_API_SECRET", "").strip(),
-        deepgram_api_key=env["DEEPGRAM_API_KEY"].strip(),
+        deepgram_api_key=env.get("DEEPGRAM_API_KEY", "").strip(),
         openai_api_key=env["OPENAI_API_KEY"].strip(),
         openai_base_url=env.get("OPENAI_BASE_URL", "").strip() or None,
         deepgram_base_url=env.get("DEEPGRAM_BASE_URL", "").strip() or None,
         sip_outbound_trunk_id=env.get("SIP_OUTBOUND_TRUNK_ID", "").strip() or None,
         webhook_secret=env.get(WEBHOOK_SECRET, "").strip(),
     )
+
+
+def environment_placeholders(env: Mapping[str, str], *, skip: Sequence[str] = ()) -> dict[str, str]:
+    """The variables still holding an example's placeholder, with the problem to report:
+    what it is and what to put there (a key or secret is named, never shown)."""
+    found: dict[str, str] = {}
+    for name, what in {**REQUIRED_SECRETS, **_OPTIONAL_SECRETS}.items():
+        value = "" if name in skip else env.get(name, "").strip()
+        if not value or (why := environment_placeholder(name, value)) is None:
+            continue
+        if name.endswith(("_KEY", "_SECRET")):
+            found[name] = f"{name}: {why} (the value is not shown); put {what}"
+        else:
+            found[name] = f"{name} = {shown_url(value)}: {why}; put {what}"
+    return found
+
+
+def by_key(problems: list[str], raw_destinations: Any) -> list[str]:
+    """``problems`` with each destination named by its key, as people know it
+    (``destinations.billing.to``), rather than by its place among the [[destinations]]
+    (``destinations[0].to``). A destination whose key is missing, malformed or shared
+    with another keeps its place, the only name that is certainly its own."""
+    listed = raw_destinations if isinstance(raw_destinations, list) else []
+    keys = [d.get("key") if isinstance(d, Mapping) else None for d in listed]
+    names = {
+        i: f"destinations.{key}"
+        for i, key in enumerate(keys)
+        if isinstance(key, str) and KEY.match(key) and keys.count(key) == 1
+    }
+    return [
+        _PLACE.sub(lambda m: names.get(int(m.group(1)), m.group(0)), problem)
+        for problem in problems
+    ]
+
+
+_PLACE = re.compile(r"\bdestinations\[([0-9]+)\]")
 
 
 # --------------------------------------------------------------------------- the file
@@ -164,6 +228,7 @@ _TABLES = {
     "keypad",
     "storage",
     "webhook",
+    "hours",
 }
 
 
@@ -200,7 +265,8 @@ def parse_settings(
     lines = parse_lines(p.table(data, "lines"), models, p)
     # after the lines: every destination needs a name in each language a line speaks
     destinations = parse_destinations(data.get("destinations", []), models, lines, p)
-    destinations = parse_ladders(data.get("destinations"), destinations, p)
+    schedules = parse_hours(data.get("hours", {}), p)
+    destinations = parse_reach(data.get("destinations"), destinations, schedules, p)
     keypad = parse_keypad(p.table(data, "keypad"), destinations, p)
     storage = parse_storage(p.table(data, "storage"), source, env or {}, p)
     webhook = parse_webhook(p.table(data, "webhook"), secrets.webhook_secret, p)
@@ -217,7 +283,9 @@ def parse_settings(
     )
 
     if p.items or business_name is None or agent_name is None:
-        raise ConfigError(f"Configuration problems in {source}:", p.items)
+        raise ConfigError(
+            f"Configuration problems in {source}:", by_key(p.items, data.get("destinations"))
+        )
     return Settings(
         business_name=business_name,
         agent_name=agent_name,

@@ -1,5 +1,6 @@
-"""What assistant.toml says about the moments nobody can take the call: each destination's
-fallback ladder (``fallback = ["front_desk", "message"]``) and the keypad escape
+"""What assistant.toml says about reaching a person: each destination's opening hours
+(``hours = "office"``, a schedule of ``[hours]``), its fallback ladder for when nobody
+can take the call (``fallback = ["front_desk", "message"]``) and the keypad escape
 (``[keypad] "0" = "front_desk"``).
 
 Both only ever name configured destinations (or "message"), so neither the LLM nor the
@@ -16,17 +17,23 @@ from typing import Any
 
 from config_checks import Problems
 from config_types import Destination
+from hours import Schedule
+from hours_config import schedule_for
 
 MESSAGE = "message"  # a ladder step: take a message for the destination
 MAX_LADDER = 5
 KEYPAD_KEYS = "0123456789*#"
 
 
-def parse_ladders(
-    raw_destinations: Any, destinations: Sequence[Destination], p: Problems
+def parse_reach(
+    raw_destinations: Any,
+    destinations: Sequence[Destination],
+    schedules: Mapping[str, Schedule],
+    p: Problems,
 ) -> tuple[Destination, ...]:
-    """The destinations with their ``fallback`` ladders checked: other destinations' keys
-    or "message", each once, in the order they are offered."""
+    """The destinations with their opening ``hours`` (a schedule of ``[hours]`` by name,
+    or a table of its own) and their ``fallback`` ladders checked: other destinations'
+    keys or "message", each once, in the order they are offered."""
     listed = raw_destinations if isinstance(raw_destinations, list) else []
     raw_by_key = {
         d["key"]: d for d in listed if isinstance(d, Mapping) and isinstance(d.get("key"), str)
@@ -34,9 +41,11 @@ def parse_ladders(
     keys = {d.key for d in destinations}
     result = []
     for destination in destinations:
-        raw = raw_by_key.get(destination.key, {}).get("fallback")
-        ladder = _ladder(raw, f"destinations.{destination.key}.fallback", destination, keys, p)
-        result.append(dataclasses.replace(destination, fallback=ladder))
+        raw = raw_by_key.get(destination.key, {})
+        where = f"destinations.{destination.key}"
+        hours = schedule_for(raw.get("hours"), f"{where}.hours", schedules, p)
+        ladder = _ladder(raw.get("fallback"), f"{where}.fallback", destination, keys, p)
+        result.append(dataclasses.replace(destination, fallback=ladder, hours=hours))
     return tuple(result)
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from config_checks import PATH_MAX, Problems, url_problem
+from delivery import Webhook
 
 DEFAULT_DATA_DIR = "data"
 DEFAULT_RETENTION_DAYS = 90
@@ -24,18 +25,6 @@ class Storage:
     data_dir: Path = Path(DEFAULT_DATA_DIR)
     retention_days: int = DEFAULT_RETENTION_DAYS
     transcripts: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class Webhook:
-    """Where messages and call records are POSTed; None in Settings: kept locally only."""
-
-    url: str
-    secret: str  # from WEBHOOK_SECRET, never from the file
-    timeout_s: float = 10.0
-
-    def __repr__(self) -> str:  # the secret never reaches a log line
-        return f"Webhook(url={self.url!r})"
 
 
 def parse_storage(
@@ -78,4 +67,6 @@ def parse_webhook(raw: Mapping[str, Any], secret: str, p: Problems) -> Webhook |
             f"deliveries are signed with this shared secret (at least {MIN_SECRET} characters, "
             "e.g. from `openssl rand -hex 32`; give the same value to the receiver)"
         )
+    if p.items:
+        return None  # the settings are not built anyway
     return Webhook(url, secret, float(timeout))

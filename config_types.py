@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from types import MappingProxyType
 from typing import Literal
 
 from config_checks import E164
 from config_storage import Storage, Webhook
+from hours import Schedule
 from languages import base_language
 
 TransferMode = Literal["cold", "warm"]
@@ -112,6 +114,11 @@ class Destination:
     # What to offer, in order, when a transfer here does not reach anyone: other
     # destinations' keys and "message" (take a message); see config_fallbacks.py.
     fallback: tuple[str, ...] = ()
+    # When a transfer here is offered at all (hours.py); None: always.
+    hours: Schedule | None = None
+
+    def is_open(self, at: datetime) -> bool:
+        return self.hours is None or self.hours.is_open(at)
 
     def spoken_name(self, language: str) -> str:
         """The name to say in ``language`` (a code: "es-419" uses ``names["es"]``).

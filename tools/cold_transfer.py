@@ -26,12 +26,14 @@ from prompts import Words
 from records import TransferMode
 from tools.destinations import (
     NOT_A_PHONE_CALL,
+    closed,
     destination_menu,
     destination_parameter,
     masked_address,
     pick_destination,
     report_failure,
 )
+from tools.ladder import FallbackLadder
 from tools.outcomes import Failure, classify, from_sip_status
 from tools.playout import resume_listening, say_in_full, stop_listening
 
@@ -50,11 +52,15 @@ class ColdTransferTool(Toolset):
         caller: Caller,
         lifecycle: CallLifecycle,
         words: Words,
+        ladder: FallbackLadder | None = None,
     ) -> None:
+        """``ladder``: what to offer next when a transfer fails (shared by the call's
+        transfer tools); without one, every other destination."""
         self._destinations = {d.key: d for d in destinations if "cold" in d.modes}
         self._caller = caller
         self._lifecycle = lifecycle
         self._words = words  # the caller's language
+        self._ladder = ladder
         transfer = function_tool(
             self._transfer,
             raw_schema={
@@ -63,7 +69,7 @@ class ColdTransferTool(Toolset):
                     "Forward the caller to a person or team (a cold transfer: the call leaves "
                     "you). Call it only after the caller has clearly confirmed that they want "
                     "to be transferred to that destination. Destinations:\n"
-                    + destination_menu(self._destinations, words.code)
+                    + destination_menu(self._destinations, words.code, lifecycle.journal.clock())
                 ),
                 "parameters": {
                     "type": "object",
@@ -88,6 +94,10 @@ class ColdTransferTool(Toolset):
         """The transfer itself, inside ``lifecycle.transferring``: what the LLM's tool
         call and the keypad escape (keypad.py) both run. Returns what the LLM is told, or
         None when the call has left the agent."""
+        now = self._lifecycle.journal.clock()
+        if not destination.is_open(now):
+            told = closed(destination, self._words, session, now)
+            return f"{told} {self._alternatives(destination)}"
         server = self._lifecycle.server
         job = get_job_context(required=False)
         room_name = server.room_name if server else job.room.name if job else ""
@@ -134,10 +144,6 @@ class ColdTransferTool(Toolset):
         self._lifecycle.journal.attempt(destination.key, TransferMode.COLD, started, failure)
         resume_listening(session)
         report_failure(logger, "cold transfer", destination, failure, session, self._words)
-        others = [k for k in self._destinations if k != destination.key]
-        alternatives = (
-            f"another destination ({', '.join(others)}), " if others else ""
-        ) + "or calling back later"
         unknown = (
             " The outcome is unknown: do not try this transfer again unless the caller asks."
             if not failure.outcome_known
@@ -146,5 +152,14 @@ class ColdTransferTool(Toolset):
         return (
             f"The transfer to {destination.key} did not happen: {failure.outcome.value} "
             f"({failure.detail}). The caller is still on the line with you and has been told. "
-            f"Offer them {alternatives}.{unknown}"
+            f"{self._alternatives(destination)}{unknown}"
         )
+
+    def _alternatives(self, destination: Destination) -> str:
+        others = [k for k in self._destinations if k != destination.key]
+        default = (
+            "Offer them "
+            + (f"another destination ({', '.join(others)}), " if others else "")
+            + "or calling back later."
+        )
+        return self._ladder.offer(destination, default) if self._ladder else default

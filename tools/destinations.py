@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 from livekit.agents import AgentSession
@@ -16,9 +17,12 @@ from livekit.agents.llm import ToolError
 
 from caller import mask_number
 from config import Destination
+from hours_words import closed_now, when_it_opens
 from prompts import Words, language_name
 from tools.outcomes import Failure
 from tools.playout import say_if_open
+
+logger = logging.getLogger("phone-assistant.transfer")
 
 NOT_A_PHONE_CALL = (
     "This caller is not on a phone call (console or web test), so the call cannot be "
@@ -26,14 +30,41 @@ NOT_A_PHONE_CALL = (
 )
 
 
-def destination_menu(destinations: Mapping[str, Destination], language: str) -> str:
+def destination_menu(
+    destinations: Mapping[str, Destination], language: str, at: datetime | None = None
+) -> str:
     """The destinations as the tool description lists them for the LLM, named in the call's
     language, with the language the person there speaks where it is set (a warm
-    transfer's reason is spoken to them)."""
+    transfer's reason is spoken to them), and, at ``at`` (the call's start), whether
+    each is closed and when it opens."""
     return "\n".join(
         f"- {d.key}: {d.spoken_name(language)}. {d.description}"
         + (f" (they speak {language_name(d.language)})" if d.language else "")
+        + (_closed_note(d, at, language) if at is not None else "")
         for d in destinations.values()
+    )
+
+
+def _closed_note(destination: Destination, at: datetime, language: str) -> str:
+    if destination.hours is None or destination.is_open(at):
+        return ""
+    when = when_it_opens(destination.hours, at, language)
+    opens = f", opens {when}" if when else ""
+    return f" (CLOSED now{opens}: do not offer a transfer there; say when it opens)"
+
+
+def closed(destination: Destination, words: Words, session: AgentSession, at: datetime) -> str:
+    """A transfer asked for outside the destination's hours: nothing is sent, the caller
+    hears that it is closed and when it opens. Returns what the LLM is told first."""
+    hours = destination.hours
+    if hours is None:
+        raise ValueError(f"{destination.key} has no opening hours: it is never closed")
+    say_if_open(session, closed_now(destination.spoken_name(words.code), hours, at, words.code))
+    when = when_it_opens(hours, at, words.code)
+    logger.info("transfer to %s not sent: outside its opening hours", destination.key)
+    return (
+        f"{destination.key} is closed now (it opens {when or 'not within two weeks'}); "
+        "nothing was sent, and the caller has been told when it opens."
     )
 
 

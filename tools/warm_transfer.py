@@ -38,6 +38,7 @@ from prompts import Words
 from records import AttemptOutcome, TransferMode
 from tools.destinations import (
     NOT_A_PHONE_CALL,
+    closed,
     destination_menu,
     destination_parameter,
     pick_destination,
@@ -46,6 +47,7 @@ from tools.destinations import (
 from tools.dialing import Dialer, describe
 from tools.hold_music import Hold, hold_music_for
 from tools.introduction import SessionClosing, introduce
+from tools.ladder import FallbackLadder
 from tools.outcomes import Failure
 from tools.playout import resume_listening, say_if_open, say_in_full, stop_listening
 from tools.presence import CallerLeft, NotReached, Presence, SupervisorLeft
@@ -62,9 +64,17 @@ class WarmTransferTool(Toolset):
     destinations only) and says why the caller is calling; addresses stay here."""
 
     def __init__(
-        self, settings: Settings, caller: Caller, lifecycle: CallLifecycle, words: Words
+        self,
+        settings: Settings,
+        caller: Caller,
+        lifecycle: CallLifecycle,
+        words: Words,
+        ladder: FallbackLadder | None = None,
     ) -> None:
+        """``ladder``: what to offer next when a transfer fails (shared by the call's
+        transfer tools); without one, the other destinations and modes."""
         self._settings = settings
+        self._ladder = ladder
         self._words = words  # the caller's language
         self._destinations = {d.key: d for d in settings.destinations_for("warm")}
         self._cold = {d.key for d in settings.destinations_for("cold")}
@@ -81,7 +91,7 @@ class WarmTransferTool(Toolset):
                     "tell the person who is calling and why, then you leave them talking. "
                     "Call it only after the caller has clearly confirmed that they want to be "
                     "connected to that destination. Destinations:\n"
-                    + destination_menu(self._destinations, words.code)
+                    + destination_menu(self._destinations, words.code, lifecycle.journal.clock())
                 ),
                 "parameters": {
                     "type": "object",
@@ -127,6 +137,10 @@ class WarmTransferTool(Toolset):
         """The transfer itself, inside ``lifecycle.transferring``: what the LLM's tool
         call and the keypad escape (keypad.py) both run. Returns what the LLM is told, or
         None when the call has left the agent."""
+        now = self._lifecycle.journal.clock()
+        if not destination.is_open(now):
+            told = closed(destination, self._words, session, now)
+            return f"{told} {self._alternatives(destination)}"
         server = self._lifecycle.server
         if server is None or not self._caller.is_phone:
             room_name = server.room_name if server else ""
@@ -247,6 +261,13 @@ class WarmTransferTool(Toolset):
         return self._tell_llm(destination, f"{failure.outcome.value} ({failure.detail})") + unknown
 
     def _tell_llm(self, destination: Destination, what: str) -> str:
+        return (
+            f"The warm transfer to {destination.key} did not happen: {what}. The caller is "
+            f"back on the line with you, off hold, and has been told. "
+            f"{self._alternatives(destination)}"
+        )
+
+    def _alternatives(self, destination: Destination) -> str:
         others = [k for k in self._destinations if k != destination.key]
         offers = []
         if others:
@@ -256,11 +277,8 @@ class WarmTransferTool(Toolset):
         elif self._cold:
             offers.append(f"a direct transfer with transfer_call ({', '.join(self._cold)})")
         offers.append("calling back later")
-        return (
-            f"The warm transfer to {destination.key} did not happen: {what}. The caller is "
-            f"back on the line with you, off hold, and has been told. Offer them "
-            f"{', or '.join(offers)}."
-        )
+        default = f"Offer them {', or '.join(offers)}."
+        return self._ladder.offer(destination, default) if self._ladder else default
 
 
 # --------------------------------------------------------------------------- helpers
