@@ -6,7 +6,7 @@ that need real processes on one SQLite file (``python -m tests.support.outbox_pr
   save-one <dir>                 save one message, print "saved", then wait to be killed
   claim <dir> <now> <lease_s>    claim everything due, print the claimed item ids as JSON
                                  (after a line on stdin, so several claim at once)
-  deliver <dir> <url>            one delivery pass (the secret in WEBHOOK_SECRET), then
+  deliver <dir> <url> <timeout>  one delivery pass (the secret in WEBHOOK_SECRET), then
                                  print the report as JSON
 """
 
@@ -53,7 +53,7 @@ def main(argv: list[str]) -> None:
             claimed += [c.item_id for c in claims]
         print(json.dumps(claimed), flush=True)
     elif command == "deliver":
-        webhook = Webhook(argv[2], os.environ["WEBHOOK_SECRET"], timeout_s=60)
+        webhook = Webhook(argv[2], os.environ["WEBHOOK_SECRET"], timeout_s=float(argv[3]))
         report = deliver_due(store, webhook)
         print(json.dumps({"delivered": report.delivered, "failed": report.failed}), flush=True)
     else:
