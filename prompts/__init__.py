@@ -58,6 +58,9 @@ HOURS_SECTIONS = (
     "times",
     "minutes",
 )
+# Taking a message (tools/message.py), each a section of message.md: what the caller
+# hears, and how the model that asks for the callback number is guided.
+MESSAGE_MOMENTS = ("taken", "not_saved", "anyone", "own_number", "ask_number", "speak")
 # Every file of a language: whole-file prompts (None) or their sections.
 FILES: Mapping[str, tuple[str, ...] | None] = {
     "instructions": None,
@@ -66,6 +69,7 @@ FILES: Mapping[str, tuple[str, ...] | None] = {
     "warm_transfer": WARM_MOMENTS,
     "failure": FAILURE_MOMENTS,
     "hours": HOURS_SECTIONS,
+    "message": MESSAGE_MOMENTS,
 }
 # Sections a translation may leave as the original has them: German minutes are
 # ":{minute_padded}" as in English.
@@ -219,6 +223,23 @@ class Words:
             business_name=self._settings.business_name,
         )
 
+    def message(self, moment: str, destination: Destination | None = None, **values: str) -> str:
+        """A moment of taking a message for ``destination`` (None: for anyone at the
+        business). ``values``: caller (their name), number."""
+        return render_section(
+            "message",
+            moment,
+            self.language,
+            destination=self.message_for(destination),
+            language_name=language_name(self.code),
+            **{"caller": "", "number": "", **values},
+        )
+
+    def message_for(self, destination: Destination | None) -> str:
+        if destination is not None:
+            return destination.spoken_name(self.code)
+        return render_section("message", "anyone", self.language)
+
     def apologies(self) -> list[str]:
         """The apologies this configuration can need: made ahead of time, like greetings."""
         moments = FAILURE_MOMENTS if self._settings.failure_destination else ("end",)
@@ -251,6 +272,11 @@ def check(settings: Settings) -> Mapping[str, str]:
                 )
         for moment in FAILURE_MOMENTS:
             rendered[f"{key}:failure:{moment}"] = words.failure(moment)
+        for destination in (None, *settings.destinations):
+            for moment in MESSAGE_MOMENTS:
+                rendered[f"{key}:message:{moment}:{destination.key if destination else ''}"] = (
+                    words.message(moment, destination, caller="Dana", number="555 010 0123")
+                )
         # Imported here: hours_words builds on this module.
         from hours_words import samples
 
