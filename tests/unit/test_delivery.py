@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import queue
+import re
 import signal
 import socket
 import subprocess
@@ -16,6 +17,7 @@ import sys
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -127,6 +129,28 @@ def test_any_one_matching_v1_is_enough_while_secrets_are_rotated() -> None:
     old = sign("old-secret", 1_700_000_000, body)
     new_v1 = sign(SECRET, 1_700_000_000, body).partition(",")[2]
     assert verify_signature(SECRET, f"{old},{new_v1}", body, 300, now=1_700_000_000)
+
+
+def test_the_snippet_in_the_docs_accepts_what_the_worker_sends(
+    store: Store, receiver: WebhookReceiver, clock: Clock
+) -> None:
+    docs = (ROOT / "docs" / "webhooks.md").read_text()
+    snippet = re.search(r"```python\n(.*?)```", docs, re.DOTALL)
+    assert snippet is not None
+    namespace: dict[str, Any] = {}
+    exec(snippet[1], namespace)
+    verify = namespace["verify_signature"]
+    store.save_message(a_message(1))
+    deliver_due(store, webhook_for(receiver), now=clock.now())
+
+    [request] = receiver.received
+    header = request.headers[SIGNATURE_HEADER.lower()]
+    assert verify(SECRET, header, request.body, now=clock.timestamp())
+    assert not verify(
+        SECRET, header, request.body.replace(b"Maria", b"Mario"), now=clock.timestamp()
+    )
+    assert not verify(SECRET, header, request.body, now=clock.timestamp() + 301)
+    assert not verify("another-secret", header, request.body, now=clock.timestamp())
 
 
 # --------------------------------------------------------------------------- delivering
