@@ -364,6 +364,10 @@ class CallRecord:
                 lines.append(TranscriptLine(role, _text(line[1], f"call.transcript[{i}].text")))
             _set(self, "transcript", tuple(lines))
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # the read-only usage mappings do not pickle; the JSON shape does
+        return (type(self).from_json, (self.to_json(),))
+
     @property
     def duration_s(self) -> float:
         return (self.ended_at - self.started_at).total_seconds()

@@ -4,7 +4,9 @@ gives no number or name away."""
 
 from __future__ import annotations
 
+import copy
 import json
+import pickle
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -80,6 +82,12 @@ def test_a_call_record_has_the_documented_json_shape() -> None:
 def test_json_reads_back_to_the_same_record(record: Message | CallRecord) -> None:
     through_the_wire = json.loads(json.dumps(record.to_json()))
     assert type(record).from_json(through_the_wire) == record
+
+
+def test_a_call_record_crosses_a_process_boundary() -> None:
+    record = a_call(1, transcript=TRANSCRIPT)
+    assert pickle.loads(pickle.dumps(record)) == record
+    assert copy.deepcopy(record) == record
 
 
 def test_times_are_kept_in_utc_whatever_zone_they_came_in() -> None:
