@@ -48,6 +48,8 @@ import prompts
 from caller import Caller, SttChoice, await_sip_attributes, choose_stt, find_caller, resolve_line
 from config import ConfigError, Settings, load_settings
 from greetings import GreetingAudio, Voice
+from journal import CallJournal, Clock, utc_now
+from keeping import keep_record, open_store, purge_old, start_delivery
 from keypad import Keypad
 from lifecycle import CallLifecycle
 from models import (
@@ -63,10 +65,12 @@ from privacy import install_log_masking, safe_name, secret_values
 from prompts import Words
 from rescue import ApologyAudio, CallRescue
 from server_api import CallServer
+from store import Store, StoreError
 from tools.cold_transfer import TOOL_NAME as COLD_TOOL
 from tools.cold_transfer import ColdTransferTool
 from tools.end_call import EndCall
 from tools.ladder import FallbackLadder
+from tools.message import TakeMessageTool
 from tools.warm_transfer import TOOL_NAME as WARM_TOOL
 from tools.warm_transfer import WarmTransferTool
 
@@ -124,17 +128,24 @@ class CallTools:
     end_call: EndCall
     cold: ColdTransferTool | None
     warm: WarmTransferTool | None
+    message: TakeMessageTool | None = None
 
     @classmethod
     def for_call(
-        cls, settings: Settings, caller: Caller, lifecycle: CallLifecycle, words: Words
+        cls,
+        settings: Settings,
+        caller: Caller,
+        lifecycle: CallLifecycle,
+        words: Words,
+        store: Store | None = None,
     ) -> CallTools:
+        """``store``: where messages are kept; without one, no messages are taken."""
         modes = {"cold": COLD_TOOL, "warm": WARM_TOOL}
         modes = {mode: tool for mode, tool in modes.items() if settings.destinations_for(mode)}
         ladder = FallbackLadder(
             settings.destinations_by_key,
             clock=lifecycle.journal.clock,
-            messages=False,
+            messages=store is not None,
             tools=modes,
         )
         return cls(
@@ -145,10 +156,14 @@ class CallTools:
             warm=WarmTransferTool(settings, caller, lifecycle, words, ladder)
             if "warm" in modes
             else None,
+            message=TakeMessageTool(settings.destinations_by_key, caller, lifecycle, words, store)
+            if store is not None
+            else None,
         )
 
     def all(self) -> list[Toolset]:
-        return [tool for tool in (self.end_call, self.cold, self.warm) if tool is not None]
+        tools = (self.end_call, self.cold, self.warm, self.message)
+        return [tool for tool in tools if tool is not None]
 
 
 def build_session(
@@ -213,6 +228,13 @@ def prewarm(proc: JobProcess) -> None:
         # An optimization only: a process that cannot take calls would drop callers.
         logger.exception("greeting synthesis failed; calls will speak it with live TTS")
     proc.userdata["greetings"] = greetings
+    try:
+        store: Store | None = open_store(settings)
+        purge_old(store, settings)
+    except StoreError as error:  # checked at start-up; a disk gone since must not drop calls
+        logger.error("%s: calls will take no messages and keep no records", error)
+        store = None
+    proc.userdata["store"] = store
     # Each OpenAI plugin builds an HTTP client that loads the CA bundle (~35 ms each):
     # done here, that is not spent while the caller listens to silence.
     proc.userdata["llm"] = build_llm(settings)
@@ -236,8 +258,16 @@ async def answer_call(ctx: JobContext) -> None:
 
     # From here on the lifecycle decides how the call ends, whatever happens below.
     server = None if ctx.is_fake_job() else CallServer.from_settings(settings, ctx.room.name)
-    lifecycle = open_call(ctx.room, caller, server=server, end_job=ctx.shutdown)
-    ctx.add_shutdown_callback(lifecycle.on_job_shutdown)
+    lifecycle = open_call(ctx.room, caller, server=server, end_job=ctx.shutdown, call_id=ctx.job.id)
+    store: Store | None = ctx.proc.userdata["store"]
+    session: AgentSession | None = None
+
+    async def end_of_call(why: str) -> None:
+        """Tear the call down, then keep its record (keeping.py)."""
+        await lifecycle.on_job_shutdown()
+        await keep_record(store, settings, lifecycle, session, why)
+
+    ctx.add_shutdown_callback(end_of_call)
 
     await await_sip_attributes(ctx.room, participant, wait=settings.attributes_timeout)
     caller = Caller.from_participant(participant)  # with the sip.* attributes that came late
@@ -249,6 +279,7 @@ async def answer_call(ctx: JobContext) -> None:
         greetings=greetings,
         llm=ctx.proc.userdata["llm"],
         tts=ctx.proc.userdata["tts"],
+        store=store,
     )
     await start_session(session, agent, ctx.room, caller, lifecycle)
 
@@ -280,10 +311,14 @@ def open_call(
     *,
     server: CallServer | None,
     end_job: Callable[[str], None],
+    call_id: str,
+    clock: Clock = utc_now,
 ) -> CallLifecycle:
-    """The call's lifecycle: from here on it decides how the call ends. Its rescue comes
-    with the session (``prepare_call``), once the call's language and voice are known."""
-    return CallLifecycle(room, caller.identity, server=server, end_job=end_job)
+    """The call's lifecycle: from here on it decides how the call ends, and its journal
+    notes what happens for the call's record. Its rescue comes with the session
+    (``prepare_call``), once the call's language and voice are known."""
+    journal = CallJournal(call_id=call_id, caller_number=None, clock=clock)
+    return CallLifecycle(room, caller.identity, server=server, end_job=end_job, journal=journal)
 
 
 def prepare_call(
@@ -295,12 +330,13 @@ def prepare_call(
     greetings: GreetingAudio,
     llm: agents_llm.LLM | None = None,
     tts: Mapping[Voice, agents_tts.TTS] | None = None,
+    store: Store | None = None,
 ) -> tuple[AgentSession, PhoneAssistant]:
     """The session and agent for one caller: their line decides the language, the STT
     model, the voice and the greeting; the lifecycle follows the session and gets the
     rescue it runs in the call's language and voice. ``llm`` and ``tts`` (by voice) are
-    what prewarm built. Apart from answer_call so the whole-call test and the bench build
-    calls exactly as the worker does."""
+    what prewarm built; ``store`` keeps the call's messages. Apart from answer_call so
+    the whole-call test and the bench build calls exactly as the worker does."""
     line = resolve_line(caller, settings)
     stt = choose_stt(caller, line, settings)
     voice = voice_for(settings, line)
@@ -314,7 +350,9 @@ def prepare_call(
         stt.reason,
     )
     greeting = words.greeting(line)
-    tools = CallTools.for_call(settings, caller, lifecycle, words)
+    lifecycle.journal.line_id = line.id if line else "default"
+    lifecycle.journal.caller_number = caller.caller_id
+    tools = CallTools.for_call(settings, caller, lifecycle, words, store)
     agent = PhoneAssistant(
         settings,
         caller=caller,
@@ -387,6 +425,11 @@ def _startup_settings(command: str) -> Settings:
     if (problem := vad_problem()) is not None:
         print(f"\n{problem}\n", file=sys.stderr)
         sys.exit(2)
+    try:  # messages and call records go there: a worker that cannot keep them stops here
+        open_store(settings).close()
+    except StoreError as e:
+        print(f"\nstorage.data_dir: {e}\n", file=sys.stderr)
+        sys.exit(2)
     return settings
 
 
@@ -405,6 +448,9 @@ def main(argv: list[str]) -> None:
     # CLI has made them (dev, start, console), before the first job request is logged.
     secrets = secret_values(settings.secrets) if settings else ()
     server.once("worker_started", lambda: install_log_masking(secrets))
+    if settings is not None:
+        # messages and call records reach the business from this process (keeping.py)
+        server.once("worker_started", lambda: start_delivery(settings))
     # The framework marks its built-in CLI deprecated in favour of `lk agent`, but it is
     # still the way to run `agent.py dev|start|console`, which this project documents.
     warnings.filterwarnings("ignore", "the built-in Python CLI", DeprecationWarning)

@@ -19,7 +19,7 @@ import logging
 from collections.abc import Mapping
 
 from livekit import rtc
-from livekit.agents import AgentSession
+from livekit.agents import AgentSession, AgentTask
 from livekit.agents.llm import ToolError
 
 from config import Destination
@@ -65,6 +65,9 @@ class Keypad:
             return
         destination = self._keys.get(event.digit)
         if destination is None:
+            return
+        if isinstance(self._session.current_agent, AgentTask):
+            # a workflow is asking for something (a callback number): its keys are input
             return
         if self._lifecycle.phase is not Phase.TALKING:
             logger.info(

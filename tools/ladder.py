@@ -41,9 +41,10 @@ class FallbackLadder:
         self._failed: set[str] = set()
         self._active: tuple[str, int] | None = None  # the ladder followed: origin, step
 
-    def next_step(self, failed: Destination) -> str | None:
-        """The step to offer after ``failed`` did not take the call: a destination key,
-        MESSAGE, or None when its ladder has nothing (left) that can work now."""
+    def next_step(self, failed: Destination) -> tuple[Destination, str] | None:
+        """The step to offer after ``failed`` did not take the call, with the destination
+        whose ladder it is (where the caller first wanted to go): a destination key or
+        MESSAGE; None when that ladder has nothing (left) that can work now."""
         self._failed.add(failed.key)
         origin, start = failed, 0
         if self._active is not None:
@@ -66,20 +67,21 @@ class FallbackLadder:
                 )
             if usable:
                 self._active = (origin.key, index)
-                return step
+                return origin, step
         self._active = None
         return None
 
     def offer(self, failed: Destination, default: str) -> str:
         """What the LLM is told to offer after ``failed``: the ladder's next step when
         it has one, else ``default`` (the tool's own list of alternatives)."""
-        step = self.next_step(failed)
-        if step is None:
+        found = self.next_step(failed)
+        if found is None:
             return default
+        origin, step = found
         if step == MESSAGE:
             return (
-                f"Next, as configured, offer to take a message for {failed.key} "
-                f"({MESSAGE_TOOL}), so they can call back."
+                f"Next, as configured, offer to take a message for {origin.key} "
+                f"({MESSAGE_TOOL}), so they can call the caller back."
             )
         target = self._destinations[step]
         tools = " or ".join(

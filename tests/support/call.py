@@ -30,10 +30,12 @@ from agent import CallTools, PhoneAssistant, keypad_for, open_call, rescue_for
 from caller import Caller
 from config import Settings
 from greetings import GreetingAudio
+from journal import Clock, utc_now
 from lifecycle import CallLifecycle
 from models import voice_for
 from prompts import Words
 from server_api import CallServer
+from store import Store
 from tests.support.audio import PlayoutClock, SilentTTS
 from tests.support.cloud_host import cloud_host
 from tests.support.livekit_server import LoopbackLiveKit
@@ -83,13 +85,16 @@ async def phone_call(
     room: StandInRoom | None = None,
     livekit_host: str | None = None,
     language: str = "en-US",
+    store: Store | None = None,
+    clock: Clock | None = None,
 ) -> AsyncIterator[Call]:
     """``tts`` replaces the SilentTTS (e.g. the real OpenAI plugin against the loopback
     server); ``greetings`` holds audio made ahead of time (the apologies, for a rescue);
     ``livekit_host`` names the loopback LiveKit server in the call's LIVEKIT_URL (e.g.
     ``project.livekit.cloud``, which livekit-api treats as LiveKit Cloud), resolved to
     127.0.0.1 for the whole call (tests/support/cloud_host.py); ``language`` is the
-    call's (its fixed sentences, the instructions)."""
+    call's (its fixed sentences, the instructions); ``store`` keeps messages (without
+    one, the agent takes none); ``clock`` is the call's (opening hours, records)."""
     caller = caller or phone_caller()
     room = room or StandInRoom(ROOM, caller)
     async with AsyncExitStack() as stack:
@@ -107,7 +112,12 @@ async def phone_call(
         assert client is not None
         participant = Caller.from_participant(caller)
         lifecycle = open_call(
-            room, participant, server=client, end_job=lambda reason: call._end_job(reason)
+            room,
+            participant,
+            server=client,
+            end_job=lambda reason: call._end_job(reason),
+            call_id=job.job.id,
+            clock=clock or utc_now,
         )
         words = Words(settings, language)
         made = greetings or GreetingAudio()
@@ -117,7 +127,7 @@ async def phone_call(
         call = Call(session, llm, room, caller, server, job, lifecycle, playout)
         job._on_shutdown = call._end_job  # a tool or the framework ending the job
         stack.callback(lifecycle.close)
-        tools = CallTools.for_call(settings, participant, lifecycle, words)
+        tools = CallTools.for_call(settings, participant, lifecycle, words, store)
         agent = PhoneAssistant(
             settings,
             caller=participant,

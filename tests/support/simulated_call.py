@@ -149,6 +149,7 @@ async def answered(
             caller,
             server=CallServer.from_settings(settings, room.name),
             end_job=lambda reason: call._end_job(reason),
+            call_id=job.job.id,
         )
         stack.callback(lifecycle.close)
         session, agent = prepare_call(settings, caller, lifecycle, vad=vad, greetings=greetings)
