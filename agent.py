@@ -156,7 +156,14 @@ class CallTools:
             warm=WarmTransferTool(settings, caller, lifecycle, words, ladder)
             if "warm" in modes
             else None,
-            message=TakeMessageTool(settings.destinations_by_key, caller, lifecycle, words, store)
+            message=TakeMessageTool(
+                settings.destinations_by_key,
+                caller,
+                lifecycle,
+                words,
+                store,
+                deliver=settings.webhook is not None,
+            )
             if store is not None
             else None,
         )
