@@ -152,5 +152,3 @@ def test_a_keypad_naming_something_else_is_a_configuration_error(
     with pytest.raises(ConfigError) as caught:
         with_keypad(keypad)
     assert message in str(caught.value)
-
-
