@@ -154,11 +154,7 @@ def load_secrets(
                 [f"{k}: {REQUIRED_SECRETS[k]}" for k in missing],
             )
         )
-    placeholders = environment_placeholders(env, skip=unneeded)
-    invalid = list(placeholders.values()) + environment_problems(
-        env, skip=(*unneeded, *placeholders)
-    )
-    if invalid:
+    if invalid := _invalid_variables(env, skip=unneeded):
         errors.append(
             ConfigError(
                 "Invalid environment variables (in .env.local or the environment):", invalid
@@ -179,6 +175,25 @@ def load_secrets(
     )
 
 
+def _invalid_variables(env: Mapping[str, str], *, skip: Sequence[str]) -> list[str]:
+    """One problem per variable: for a key or secret, that it is a placeholder first (a
+    pasted "<your key>" is better told so than that it holds a space); for a URL or id,
+    that it is malformed first (the scheme must be fixed whatever the host)."""
+    placeholders = environment_placeholders(env, skip=skip)
+    malformed = {
+        problem.split(" ", 1)[0].rstrip(":"): problem
+        for problem in environment_problems(env, skip=skip)
+    }
+    for name in placeholders:
+        if _is_secret(name):
+            malformed.pop(name, None)
+    return [*malformed.values()] + [p for n, p in placeholders.items() if n not in malformed]
+
+
+def _is_secret(name: str) -> bool:
+    return name.endswith(("_KEY", "_SECRET"))
+
+
 def environment_placeholders(env: Mapping[str, str], *, skip: Sequence[str] = ()) -> dict[str, str]:
     """The variables still holding an example's placeholder, with the problem to report:
     what it is and what to put there (a key or secret is named, never shown)."""
@@ -187,7 +202,7 @@ def environment_placeholders(env: Mapping[str, str], *, skip: Sequence[str] = ()
         value = "" if name in skip else env.get(name, "").strip()
         if not value or (why := environment_placeholder(name, value)) is None:
             continue
-        if name.endswith(("_KEY", "_SECRET")):
+        if _is_secret(name):
             found[name] = f"{name}: {why} (the value is not shown); put {what}"
         else:
             found[name] = f"{name} = {shown_url(value)}: {why}; put {what}"

@@ -137,7 +137,7 @@ class Problems:
         value = value.strip()
         why = text_problem(value, limit)
         if why is None and pattern is not None and not pattern.match(value):
-            why = hint
+            why = hint + (e164_hint(value) if pattern is E164 else "")
         if why:
             self.add(f"{where}{key}", value, why)
             return default
@@ -222,18 +222,27 @@ def address(value: str) -> tuple[str | None, str]:
     if value.startswith("+"):
         if E164.match(value):
             return value, ""
-        compact = value.replace(" ", "").replace("-", "")
-        if any(ch.isdigit() and not ch.isascii() for ch in value):
-            hint = " (use the ASCII digits 0-9)"
-        elif E164.match(compact):
-            hint = f" (write it without spaces or dashes: {compact})"
-        else:
-            hint = ""
-        return None, "not an E.164 phone number like +15551234567" + hint
+        return None, "not an E.164 phone number like +15551234567" + e164_hint(value)
     if value.startswith(("sip:", "sips:")):
         why = sip_uri_problem(value)
         return (None, why) if why else (value, "")
-    return None, "must be an E.164 number (+15551234567), tel:+15551234567 or a sip: URI"
+    return None, (
+        "must be an E.164 number (+15551234567), tel:+15551234567 or a sip: URI" + e164_hint(value)
+    )
+
+
+def e164_hint(value: str) -> str:
+    """What to change in a number written almost as E.164, as a parenthesised hint for
+    a message, or "": the digits in ASCII, no spaces, dashes, dots or parentheses, and
+    the + with the country code."""
+    if any(ch.isdigit() and not ch.isascii() for ch in value):
+        return " (use the ASCII digits 0-9)"
+    compact = re.sub(r"[\s\-.()]", "", value)
+    if E164.match(compact):
+        return f" (write it without spaces or punctuation: {compact})"
+    if compact.isdigit() and E164.match("+" + compact):
+        return " (start it with + and the country code, like +1 for the US and Canada)"
+    return ""
 
 
 def sip_uri_problem(value: str) -> str | None:

@@ -2,7 +2,8 @@
 
 It checks, without taking calls, everything between a caller dialing and the agent
 answering: the configuration, the prompts and Silero VAD (the worker's own start-up
-validation: what stops the worker fails here too), the LiveKit credentials, the inbound
+validation: what stops the worker fails here too, example values left in the
+configuration among it), the LiveKit credentials, the inbound
 trunks and the dispatch rule that must name this agent, and, when a destination allows
 warm transfer, the outbound trunk it dials through.
 
@@ -27,6 +28,7 @@ from livekit.protocol import sip as proto_sip
 
 import prompts
 from config import CONFIG_FILE_ENV, DEFAULT_CONFIG_FILE, ConfigError, Settings, load_settings
+from config_placeholders import example_values
 from preflight_report import Check, format_report
 from preflight_sip import dispatch_checks, outbound_check
 
@@ -49,6 +51,11 @@ def check_config(env: Mapping[str, str]) -> tuple[Settings | None, list[Check]]:
         prompts.check(settings)
     except prompts.PromptError as e:
         return settings, [Check("prompts", False, str(e), "fix the prompt file it names")]
+    if examples := example_values(settings):  # valid, but not this business's
+        return settings, [
+            Check("configuration", False, example, f"edit {settings.source}")
+            for example in examples
+        ]
     return settings, [
         Check(
             "configuration",

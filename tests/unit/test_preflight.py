@@ -31,15 +31,16 @@ AGENT = "phone-assistant"
 MAIN_NUMBER = "+15550100100"
 SPANISH_NUMBER = "+15550100200"
 
+# A business of its own: no example values left (those fail the check, see below).
 CONFIG = """
 [business]
-name = "Acme Dental"
+name = "Bright Smile Dental"
 
 [[destinations]]
 key = "billing"
 name = "the billing team"
 description = "Invoices, payments and refunds."
-to = "+15550100101"
+to = "+14155551101"
 modes = ["cold", "warm"]
 
 [transfer]
@@ -273,8 +274,8 @@ async def test_invalid_config_reports_each_problem_and_still_checks_credentials(
 ) -> None:
     config = tmp_path / "broken.toml"
     config.write_text(
-        CONFIG.replace('to = "+15550100101"', 'to = "12345"').replace(
-            'name = "Acme Dental"', 'nmae = "Acme Dental"'
+        CONFIG.replace('to = "+14155551101"', 'to = "12345"').replace(
+            'name = "Bright Smile Dental"', 'nmae = "Bright Smile Dental"'
         ),
         encoding="utf-8",
     )
@@ -283,7 +284,7 @@ async def test_invalid_config_reports_each_problem_and_still_checks_credentials(
     code, report = await check(env)
 
     assert code == 1
-    assert "✗ configuration: destinations[0].to = '12345': must be an E.164 number" in report
+    assert "✗ configuration: destinations.billing.to = '12345': must be an E.164 number" in report
     assert "✗ configuration: business.name: missing" in report
     assert f"    fix: edit {config}" in report
     assert "✗ configuration: DEEPGRAM_API_KEY is not set" in report
@@ -293,6 +294,28 @@ async def test_invalid_config_reports_each_problem_and_still_checks_credentials(
     assert ready.requests_for("ListRooms")
     assert not ready.requests_for("ListSIPDispatchRule")
     no_secrets(report, {**env, "DEEPGRAM_API_KEY": FAKE_ENV["DEEPGRAM_API_KEY"]})
+
+
+async def test_the_shipped_examples_fail_the_check_each_with_what_to_put_there(
+    ready: LoopbackLiveKit,
+) -> None:
+    env = environment(ready, ROOT / "assistant.toml")
+
+    code, report = await check(env)
+
+    assert code == 1
+    examples = [line for line in report.splitlines() if line.startswith("✗ configuration:")]
+    assert [line.split(" = ")[0] for line in examples] == [
+        "✗ configuration: business.name",
+        "✗ configuration: destinations.billing.to",
+        "✗ configuration: destinations.front_desk.to",
+        "✗ configuration: transfer.outbound_trunk_id",
+        "✗ configuration: transfer.fallback_caller_id",
+    ]
+    assert "put the name the agent answers the phone with" in examples[0]
+    assert f"    fix: edit {ROOT / 'assistant.toml'}" in report
+    assert "✓ configuration" not in report
+    assert "✓ LiveKit credentials" in report  # the rest is still checked
 
 
 async def test_a_broken_prompt_is_reported_and_the_livekit_checks_still_run(
