@@ -260,3 +260,13 @@ def holds(monkeypatch: pytest.MonkeyPatch, timeline: Timeline) -> list[Recording
     from tests.support.supervisor import record_holds
 
     return record_holds(monkeypatch, timeline)
+
+
+@pytest.fixture(autouse=True)
+def data_dir_of_its_own(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whatever a test starts the way the worker starts (load_settings from the
+    environment, prewarm) keeps its messages and records in a directory of its own, never
+    in the repository's data/."""
+    monkeypatch.setenv("ASSISTANT_DATA_DIR", str(tmp_path_factory.mktemp("data")))
