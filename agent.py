@@ -22,7 +22,6 @@ import asyncio
 import logging
 import os
 import sys
-import warnings
 from collections.abc import AsyncIterable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +35,6 @@ from livekit.agents import (
     AgentSession,
     JobContext,
     JobProcess,
-    cli,
     room_io,
 )
 from livekit.agents import llm as agents_llm
@@ -44,9 +42,11 @@ from livekit.agents import tts as agents_tts
 from livekit.agents.llm import Toolset
 from livekit.plugins import silero
 
+import commands
 import prompts
 from caller import Caller, SttChoice, await_sip_attributes, choose_stt, find_caller, resolve_line
 from config import ConfigError, Settings, load_settings
+from console_text import ConsoleTranscript, show_in_console, text_mode
 from greetings import GreetingAudio, Voice
 from journal import CallJournal, Clock, utc_now
 from keeping import keep_record, open_store, purge_old, start_delivery
@@ -175,15 +175,16 @@ class CallTools:
 
 def build_session(
     settings: Settings,
-    stt: SttChoice,
+    stt: SttChoice | None,
     vad: silero.VAD,
     *,
     llm: agents_llm.LLM | None = None,
     tts: agents_tts.TTS | None = None,
 ) -> AgentSession:
-    """``llm`` and ``tts`` are the ones prewarm built, if any (see ``prewarm``)."""
+    """``llm`` and ``tts`` are the ones prewarm built, if any (see ``prewarm``); no
+    ``stt`` for a caller who types (console --text), so nothing is heard or contacted."""
     return AgentSession(
-        stt=build_stt(settings, stt, vad),
+        stt=build_stt(settings, stt, vad) if stt is not None else NOT_GIVEN,
         llm=llm or build_llm(settings),
         tts=tts or build_tts(settings),
         vad=vad,
@@ -223,14 +224,16 @@ async def make_ahead(greetings: GreetingAudio, settings: Settings, *, time_limit
 def prewarm(proc: JobProcess) -> None:
     # main() already validated this configuration (and reported every problem); job
     # processes re-read it because they do not share the main process's memory.
-    settings = load_settings(os.environ, need_livekit=False)
+    typing = text_mode()  # console --text: no speech either way (console_text.py)
+    settings = load_settings(os.environ, need_livekit=False, need_deepgram=not typing)
     # This process's root handler forwards records to the main process: mask them here.
     install_log_masking(secret_values(settings.secrets))
     proc.userdata["settings"] = settings
     proc.userdata["vad"] = silero.VAD.load()
     greetings = GreetingAudio()
     try:
-        asyncio.run(make_ahead(greetings, settings, time_limit=GREETING_SYNTHESIS_TIMEOUT_S))
+        if not typing:
+            asyncio.run(make_ahead(greetings, settings, time_limit=GREETING_SYNTHESIS_TIMEOUT_S))
     except Exception:
         # An optimization only: a process that cannot take calls would drop callers.
         logger.exception("greeting synthesis failed; calls will speak it with live TTS")
@@ -248,7 +251,9 @@ def prewarm(proc: JobProcess) -> None:
     proc.userdata["tts"] = {voice: build_tts(settings, voice) for voice in every_voice(settings)}
 
 
-server = AgentServer(setup_fnc=prewarm, drain_timeout=DRAIN_TIMEOUT_S)
+# INFO logs in every mode (the framework's dev and console default to DEBUG, which
+# buries a console conversation); `--log-level debug` for more.
+server = AgentServer(setup_fnc=prewarm, drain_timeout=DRAIN_TIMEOUT_S, log_level="INFO")
 
 
 async def answer_call(ctx: JobContext) -> None:
@@ -287,6 +292,7 @@ async def answer_call(ctx: JobContext) -> None:
         llm=ctx.proc.userdata["llm"],
         tts=ctx.proc.userdata["tts"],
         store=store,
+        typing=ctx.is_fake_job() and text_mode(),
     )
     await start_session(session, agent, ctx.room, caller, lifecycle)
 
@@ -324,7 +330,7 @@ def open_call(
     """The call's lifecycle: from here on it decides how the call ends, and its journal
     notes what happens for the call's record. Its rescue comes with the session
     (``prepare_call``), once the call's language and voice are known."""
-    journal = CallJournal(call_id=call_id, caller_number=None, clock=clock)
+    journal = CallJournal(call_id=call_id, caller_number=caller.caller_id, clock=clock)
     return CallLifecycle(room, caller.identity, server=server, end_job=end_job, journal=journal)
 
 
@@ -338,12 +344,15 @@ def prepare_call(
     llm: agents_llm.LLM | None = None,
     tts: Mapping[Voice, agents_tts.TTS] | None = None,
     store: Store | None = None,
+    typing: bool = False,
 ) -> tuple[AgentSession, PhoneAssistant]:
     """The session and agent for one caller: their line decides the language, the STT
     model, the voice and the greeting; the lifecycle follows the session and gets the
     rescue it runs in the call's language and voice. ``llm`` and ``tts`` (by voice) are
-    what prewarm built; ``store`` keeps the call's messages. Apart from answer_call so
-    the whole-call test and the bench build calls exactly as the worker does."""
+    what prewarm built; ``store`` keeps the call's messages. ``typing``: the caller types
+    (console --text), so there is no speech-to-text, and the console shows what its chat
+    leaves out (console_text.py). Apart from answer_call so the whole-call test and the
+    bench build calls exactly as the worker does."""
     line = resolve_line(caller, settings)
     stt = choose_stt(caller, line, settings)
     voice = voice_for(settings, line)
@@ -370,7 +379,9 @@ def prepare_call(
         tools=tools,
     )
     speech = (tts or {}).get(voice) or build_tts(settings, voice)
-    session = build_session(settings, stt, vad, llm=llm, tts=speech)
+    session = build_session(settings, None if typing else stt, vad, llm=llm, tts=speech)
+    if typing:
+        ConsoleTranscript(session, settings, words, show_in_console)
     keypad_for(settings, caller, lifecycle, session, words, tools)
     lifecycle.rescue = rescue_for(settings, lifecycle, caller, words, voice, greetings)
     lifecycle.watch(session)
@@ -420,15 +431,19 @@ def rescue_for(
     )
 
 
-def _startup_settings(command: str) -> Settings:
+def _startup_settings(command: str, *, typing: bool = False) -> Settings:
     """Validate everything a call will need before the worker registers, so a
-    misconfigured worker never takes a call; exits with the list of problems."""
+    misconfigured worker never takes a call; exits with the list of problems. The
+    console needs no LiveKit server, and typing (``typing``) no speech-to-text."""
     try:
-        settings = load_settings(os.environ, need_livekit=command != "console")
+        settings = load_settings(
+            os.environ, need_livekit=command != "console", need_deepgram=not typing
+        )
         prompts.check(settings)
     except (ConfigError, prompts.PromptError) as e:
         print(f"\n{e}\n", file=sys.stderr)
         sys.exit(2)
+    commands.refuse_examples(settings, command)
     if (problem := vad_problem()) is not None:
         print(f"\n{problem}\n", file=sys.stderr)
         sys.exit(2)
@@ -442,14 +457,13 @@ def _startup_settings(command: str) -> Settings:
 
 def main(argv: list[str]) -> None:
     load_dotenv(Path(__file__).with_name(".env.local"))
-    command = next((arg for arg in argv[1:] if not arg.startswith("-")), None)
-    if command == "check":  # preflight: would a call reach this agent? (preflight.py)
-        import preflight
-
-        sys.exit(preflight.run(os.environ))
+    command = commands.command_of(argv)
     settings = None
-    if command in _CALL_COMMANDS:
-        settings = _startup_settings(command)
+    if command in _CALL_COMMANDS and not commands.wants_help(argv):
+        typing = command == "console" and "--text" in argv
+        settings = _startup_settings(command, typing=typing)
+        if command == "console":
+            commands.prepare_console(typing)
         server.rtc_session(answer_call, agent_name=settings.agent_name)
     # Room names and identities carry callers' numbers: mask every log handler once the
     # CLI has made them (dev, start, console), before the first job request is logged.
@@ -458,10 +472,9 @@ def main(argv: list[str]) -> None:
     if settings is not None:
         # messages and call records reach the business from this process (keeping.py)
         server.once("worker_started", lambda: start_delivery(settings))
-    # The framework marks its built-in CLI deprecated in favour of `lk agent`, but it is
-    # still the way to run `agent.py dev|start|console`, which this project documents.
-    warnings.filterwarnings("ignore", "the built-in Python CLI", DeprecationWarning)
-    cli.run_app(server)
+    # The framework's commands with ours (check, download-files): commands.py says why
+    # this project runs them through agent.py rather than `lk agent`.
+    commands.run(server, argv)
 
 
 if __name__ == "__main__":

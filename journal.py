@@ -157,16 +157,16 @@ def turn_latencies(history: llm.ChatContext | None) -> tuple[TurnLatency, ...]:
         metrics = item.metrics or {}
         if item.role == "user":
             heard = {k: v for k, v in metrics.items() if isinstance(v, int | float)}
-        elif item.role == "assistant" and metrics:
-            turns.append(
-                TurnLatency(
-                    transcription_delay=heard.get("transcription_delay"),
-                    end_of_turn_delay=heard.get("end_of_turn_delay"),
-                    llm_ttft=metrics.get("llm_node_ttft"),
-                    tts_ttfb=metrics.get("tts_node_ttfb"),
-                    e2e_latency=metrics.get("e2e_latency"),
-                )
+        elif item.role == "assistant":
+            turn = TurnLatency(
+                transcription_delay=heard.get("transcription_delay"),
+                end_of_turn_delay=heard.get("end_of_turn_delay"),
+                llm_ttft=metrics.get("llm_node_ttft"),
+                tts_ttfb=metrics.get("tts_node_ttfb"),
+                e2e_latency=metrics.get("e2e_latency"),
             )
+            if any(value is not None for value in turn.to_json().values()):
+                turns.append(turn)  # a fixed sentence (the greeting) measures nothing
             heard = {}
     return tuple(turns)
 

@@ -31,6 +31,7 @@ from caller import Caller
 from config import Settings
 from greetings import GreetingAudio
 from journal import Clock, utc_now
+from keeping import keep_record
 from lifecycle import CallLifecycle
 from models import voice_for
 from prompts import Words
@@ -145,8 +146,14 @@ async def phone_call(
         if playout is not None:
             session.output.audio = playout
         await stack.enter_async_context(session)
-        # leaving the test is the job ending: its shutdown callback runs, then the worker
+        # leaving the test is the job ending: its shutdown callback runs (the call torn
+        # down, then its record kept, as answer_call's end_of_call does), then the worker
         # closes the session
+        stack.push_async_callback(
+            lambda: keep_record(
+                store, settings, lifecycle, session, call.shutdowns[-1] if call.shutdowns else ""
+            )
+        )
         stack.push_async_callback(lifecycle.on_job_shutdown)
         await session.start(
             agent=agent,
