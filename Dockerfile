@@ -36,6 +36,12 @@ RUN --mount=type=cache,target=/root/.cache/uv \
 # would re-check the lockfile and want a writable cache on every start.
 ENV PATH="/app/.venv/bin:${PATH}"
 
+# Messages and call records (keeping.py, store.py) live in one SQLite file here,
+# the one place the worker writes: mount a volume on it so they outlive the container.
+ENV ASSISTANT_DATA_DIR=/data
+RUN mkdir -p /data && chown "${UID}" /data
+VOLUME ["/data"]
+
 # Code and venv stay owned by root (read-only to the worker); everything from
 # here runs as the worker's user, so model files land in *its* home cache.
 # Numeric, so Kubernetes' runAsNonRoot can check it without /etc/passwd.
