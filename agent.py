@@ -271,7 +271,7 @@ async def answer_call(ctx: JobContext) -> None:
     # From here on the lifecycle decides how the call ends, whatever happens below.
     server = None if ctx.is_fake_job() else CallServer.from_settings(settings, ctx.room.name)
     lifecycle = open_call(ctx.room, caller, server=server, end_job=ctx.shutdown, call_id=ctx.job.id)
-    store: Store | None = ctx.proc.userdata["store"]
+    store: Store | None = ctx.proc.userdata.get("store")
     session: AgentSession | None = None
 
     async def end_of_call(why: str) -> None:
