@@ -26,11 +26,11 @@ from prompts import Words
 from records import TransferMode
 from tools.destinations import (
     NOT_A_PHONE_CALL,
-    closed,
     destination_menu,
     destination_parameter,
     masked_address,
     pick_destination,
+    refused_when_closed,
     report_failure,
 )
 from tools.ladder import FallbackLadder
@@ -95,8 +95,7 @@ class ColdTransferTool(Toolset):
         call and the keypad escape (keypad.py) both run. Returns what the LLM is told, or
         None when the call has left the agent."""
         now = self._lifecycle.journal.clock()
-        if not destination.is_open(now):
-            told = closed(destination, self._words, session, now)
+        if told := refused_when_closed(destination, self._words, session, now):
             return f"{told} {self._alternatives(destination)}"
         server = self._lifecycle.server
         job = get_job_context(required=False)

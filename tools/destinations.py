@@ -53,12 +53,15 @@ def _closed_note(destination: Destination, at: datetime, language: str) -> str:
     return f" (CLOSED now{opens}: do not offer a transfer there; say when it opens)"
 
 
-def closed(destination: Destination, words: Words, session: AgentSession, at: datetime) -> str:
-    """A transfer asked for outside the destination's hours: nothing is sent, the caller
-    hears that it is closed and when it opens. Returns what the LLM is told first."""
+def refused_when_closed(
+    destination: Destination, words: Words, session: AgentSession, at: datetime
+) -> str | None:
+    """None while ``destination`` is open at ``at``. Outside its hours nothing is sent:
+    the caller hears that it is closed and when it opens, and the LLM is told so (the
+    returned text, to which the tool adds what to offer instead)."""
     hours = destination.hours
-    if hours is None:
-        raise ValueError(f"{destination.key} has no opening hours: it is never closed")
+    if hours is None or hours.is_open(at):
+        return None
     say_if_open(session, closed_now(destination.spoken_name(words.code), hours, at, words.code))
     when = when_it_opens(hours, at, words.code)
     logger.info("transfer to %s not sent: outside its opening hours", destination.key)

@@ -38,10 +38,10 @@ from prompts import Words
 from records import AttemptOutcome, TransferMode
 from tools.destinations import (
     NOT_A_PHONE_CALL,
-    closed,
     destination_menu,
     destination_parameter,
     pick_destination,
+    refused_when_closed,
     report_failure,
 )
 from tools.dialing import Dialer, describe
@@ -138,8 +138,7 @@ class WarmTransferTool(Toolset):
         call and the keypad escape (keypad.py) both run. Returns what the LLM is told, or
         None when the call has left the agent."""
         now = self._lifecycle.journal.clock()
-        if not destination.is_open(now):
-            told = closed(destination, self._words, session, now)
+        if told := refused_when_closed(destination, self._words, session, now):
             return f"{told} {self._alternatives(destination)}"
         server = self._lifecycle.server
         if server is None or not self._caller.is_phone:
@@ -156,6 +155,13 @@ class WarmTransferTool(Toolset):
         hold: Hold | None = None
         journal = self._lifecycle.journal
         started = journal.clock()
+
+        def failed_attempt(detail: str) -> None:
+            journal.attempt(
+                destination.key, TransferMode.WARM, started, outcome=AttemptOutcome.FAILED,
+                detail=detail,
+            )  # fmt: skip
+
         # Deaf from here on: the notice cannot be interrupted anyway, and a "thanks" said
         # over it must not start an LLM turn that would talk over the hold music.
         stop_listening(session)
@@ -194,13 +200,7 @@ class WarmTransferTool(Toolset):
                 "the caller hung up during the warm transfer to %s; the call is over",
                 destination.key,
             )
-            journal.attempt(
-                destination.key,
-                TransferMode.WARM,
-                started,
-                outcome=AttemptOutcome.FAILED,
-                detail="the caller hung up",
-            )
+            failed_attempt("the caller hung up")
             if presence.supervisor:
                 await self._lifecycle.end_leg(presence.supervisor)
             return None
@@ -212,13 +212,7 @@ class WarmTransferTool(Toolset):
                 destination.key,
                 presence.supervisor,
             )
-            journal.attempt(
-                destination.key,
-                TransferMode.WARM,
-                started,
-                outcome=AttemptOutcome.FAILED,
-                detail="the person hung up before the handoff",
-            )
+            failed_attempt("the person hung up before the handoff")
             say_if_open(session, self._words.warm("supervisor_left", destination))
             return self._tell_llm(destination, "the person hung up before you could hand over")
         except NotReached as not_reached:
