@@ -358,12 +358,10 @@ def prepare_call(
     voice = voice_for(settings, line)
     words = Words(settings, stt.speaks)
     logger.info(
-        "answering %s in %s; STT %s/%s: %s",
+        "answering %s in %s; STT %s",
         caller.describe(),
         stt.speaks,
-        stt.model,
-        stt.language,
-        stt.reason,
+        "none: the caller types" if typing else f"{stt.model}/{stt.language}: {stt.reason}",
     )
     greeting = words.greeting(line)
     lifecycle.journal.line_id = line.id if line else "default"
