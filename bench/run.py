@@ -1,11 +1,13 @@
 """Benchmarks of the phone assistant against a LiveKit starter-shaped baseline.
 
-    python3 -m uv run python bench/run.py            # full run, ~8 minutes
-    python3 -m uv run python bench/run.py --quick    # short run, ~2 minutes
+    python3 uvw.py run --locked python bench/run.py            # full run, ~8 minutes
+    python3 uvw.py run --locked python bench/run.py --quick    # short run, ~2 minutes
 
-Prints a table and writes the figures (with sample summaries) to bench/results.json
-(``--json PATH``). It is a script that prints figures, not a test: nothing here fails
-on a slow machine. bench/README.md explains each figure.
+Prints a table and writes the figures (with sample summaries) to bench/results/latest.json
+(``--json PATH``; bench/results/ is git-ignored). bench/results.json, which is tracked, holds
+the run the README's table quotes and is never rewritten by a run. It is a script that
+prints figures, not a test: nothing here fails on a slow machine. bench/README.md explains
+each figure.
 
 Every call is a whole call through the real client code (the whole-call test's shape,
 bench/harness.py): recorded caller speech at 8 kHz in real time, real Silero VAD, the
@@ -127,7 +129,11 @@ def parse_plan(argv: Sequence[str]) -> Plan:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a short run (~2 minutes)")
     parser.add_argument(
-        "--json", type=Path, default=ROOT / "bench" / "results.json", help="where to write"
+        "--json",
+        type=Path,
+        default=ROOT / "bench" / "results" / "latest.json",
+        help="where to write (default bench/results/latest.json; the tracked "
+        "bench/results.json is the README's run and is left alone)",
     )
     parser.add_argument("--stt-latency", type=float, default=0.0, help="seconds (default 0)")
     parser.add_argument("--llm-ttft", type=float, default=0.0, help="seconds (default 0)")
