@@ -2,7 +2,7 @@
 #
 # Production image for the phone-assistant worker. LiveKit Cloud builds this
 # file on `lk agent deploy`; self-hosters build it with `docker build .`.
-# README's Deploying section explains both.
+# docs/deploy.md explains both.
 
 # uv's own image (Debian slim, Python 3.11 = the project's floor, uv on PATH),
 # as in LiveKit's templates. Pinned to a uv release so rebuilds are repeatable;
@@ -61,7 +61,7 @@ COPY . .
 EXPOSE 8081
 
 # `start` is production mode: load_threshold 0.7, drain on SIGTERM (see
-# README's Deploying section for the matching grace period). Through agent.py, not
+# docs/deploy.md, S3, for the matching grace period). Through agent.py, not
 # `python -m livekit.agents start`: that imports agent.py as a module and so
 # skips main(), which validates the config and registers the call handler.
 CMD ["python", "agent.py", "start"]

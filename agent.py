@@ -77,7 +77,7 @@ from tools.warm_transfer import WarmTransferTool
 logger = logging.getLogger("phone-assistant")
 
 # Calls last minutes: on SIGTERM the worker stops taking calls and lets the running ones
-# finish for up to this long. Give the orchestrator a longer grace period (see README).
+# finish for up to this long. Give the orchestrator a longer grace period (docs/deploy.md, S3).
 DRAIN_TIMEOUT_S = 1800
 
 # Greeting synthesis in prewarm must finish well inside the framework's 10 s limit for

@@ -5,7 +5,7 @@
 
 Prints a table and writes the figures (with sample summaries) to bench/results/latest.json
 (``--json PATH``; bench/results/ is git-ignored). bench/results.json, which is tracked, holds
-the run the README's table quotes and is never rewritten by a run. It is a script that
+the run docs/performance.md quotes and is never rewritten by a run. It is a script that
 prints figures, not a test: nothing here fails on a slow machine. bench/README.md explains
 each figure.
 
@@ -133,7 +133,7 @@ def parse_plan(argv: Sequence[str]) -> Plan:
         type=Path,
         default=ROOT / "bench" / "results" / "latest.json",
         help="where to write (default bench/results/latest.json; the tracked "
-        "bench/results.json is the README's run and is left alone)",
+        "bench/results.json, the run docs/performance.md quotes, is left alone)",
     )
     parser.add_argument("--stt-latency", type=float, default=0.0, help="seconds (default 0)")
     parser.add_argument("--llm-ttft", type=float, default=0.0, help="seconds (default 0)")

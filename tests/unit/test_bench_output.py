@@ -1,5 +1,5 @@
 """A benchmark run writes its figures where git does not track them: the tracked
-bench/results.json is the run the README quotes, and a run must not rewrite it."""
+bench/results.json is the run docs/performance.md quotes: a run must not rewrite it."""
 
 from __future__ import annotations
 
