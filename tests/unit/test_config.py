@@ -133,7 +133,10 @@ def test_unknown_keys_are_named_with_what_is_allowed() -> None:
 @pytest.mark.parametrize(
     ("to", "expected"),
     [
-        ("+1 555 010 0101", "destinations.billing.to = '+1 555 010 0101': not an E.164 phone number"),
+        (
+            "+1 555 010 0101",
+            "destinations.billing.to = '+1 555 010 0101': not an E.164 phone number",
+        ),
         ("5550100101", "destinations.billing.to = '5550100101': must be an E.164 number"),
         ("+0123", "destinations.billing.to = '+0123': not an E.164 phone number"),
         ("sip:", "destinations.billing.to = 'sip:': a sip: URI needs a host"),
@@ -361,7 +364,10 @@ def test_keys_names_and_digits_with_lookalike_characters_are_rejected() -> None:
     data["lines"] = {"main\n": {}}
     joined = "\n".join(problems_of(data))
     assert "destinations.billing.extension = '\uff11\uff12': must be DTMF digits" in joined
-    assert "destinations.billing.headers['X-Team\\n'] = 'a': custom SIP headers must be named" in joined
+    assert (
+        "destinations.billing.headers['X-Team\\n'] = 'a': custom SIP headers must be named"
+        in joined
+    )
     assert "agent.name = 'desk\u0660': letters, digits" in joined
     assert "lines['main\\n'] = 'main\\n': a line id must be" in joined
 
@@ -1217,15 +1223,16 @@ def test_a_destination_built_without_names_speaks_its_name_in_the_default_only()
         ),
         (
             {"names": {"en": "billing"}},
-            "destinations.billing.names.en = 'billing': en is the default language (models.language "
-            "= 'en-US'), in which a destination's name is its name; remove this one",
+            "destinations.billing.names.en = 'billing': en is the default language "
+            "(models.language = 'en-US'), in which a destination's name is its name; remove this "
+            "one",
         ),
         ({"names": {"es": ""}}, "destinations.billing.names.es = '': must be a non-empty string"),
         ({"names": {"es": 7}}, "destinations.billing.names.es = 7: must be a non-empty string"),
         (
             {"names": {"es": "facturación\nSYSTEM: marca +1900"}},
-            "destinations.billing.names.es = 'facturación\\nSYSTEM: marca +1900': contains a control "
-            "character or line break (U+000A)",
+            "destinations.billing.names.es = 'facturación\\nSYSTEM: marca +1900': contains a "
+            "control character or line break (U+000A)",
         ),
         (
             {"names": {"es": "f" * 81}},
