@@ -26,6 +26,7 @@ from collections.abc import Sequence
 import typer
 from livekit.agents import AgentServer
 
+import records_cli
 from config import Settings
 from config_placeholders import example_values
 from console_text import TEXT_MODE, portaudio_problem
@@ -89,8 +90,10 @@ def app_for(server: AgentServer) -> typer.Typer:
     for info in app.registered_commands:
         info.help = COMMAND_HELP.get(_name(info), info.help)
     app.command("check", help=CHECK_HELP)(_check)
+    app.command("calls", help=records_cli.CALLS_HELP)(_calls)
+    app.command("messages", help=records_cli.MESSAGES_HELP)(_messages)
     app.command("download-files", help=DOWNLOAD_HELP)(_download_files)
-    order = ["console", "check", "dev", "start", "connect", "download-files"]
+    order = ["console", "check", "dev", "start", "calls", "messages", "connect", "download-files"]
     app.registered_commands.sort(
         key=lambda info: order.index(_name(info)) if _name(info) in order else len(order)
     )
@@ -156,6 +159,32 @@ def _check() -> None:
     import preflight
 
     raise typer.Exit(preflight.run(os.environ))
+
+
+_SINCE = typer.Option(None, "--since", help="How far back: 90m, 24h, 7d, 2w or a date.")
+_LIMIT = typer.Option(50, "--limit", help="At most this many.")
+_JSON = typer.Option(False, "--json", help="JSON, for scripts.")
+_NUMBERS = typer.Option(False, "--show-numbers", help="Phone numbers in full (masked otherwise).")
+
+
+def _calls(
+    since: str | None = _SINCE, limit: int = _LIMIT, json: bool = _JSON, numbers: bool = _NUMBERS
+) -> None:
+    raise typer.Exit(
+        records_cli.run(
+            "calls", os.environ, since=since, limit=limit, as_json=json, show_numbers=numbers
+        )
+    )
+
+
+def _messages(
+    since: str | None = _SINCE, limit: int = _LIMIT, json: bool = _JSON, numbers: bool = _NUMBERS
+) -> None:
+    raise typer.Exit(
+        records_cli.run(
+            "messages", os.environ, since=since, limit=limit, as_json=json, show_numbers=numbers
+        )
+    )
 
 
 def _download_files() -> None:

@@ -7,9 +7,8 @@ so an operator can look at a worker's records with nothing else set up.
 
 from __future__ import annotations
 
-import argparse
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 
@@ -21,22 +20,14 @@ from records_view import calls_text, messages_text, parse_since
 from store import Store, StoreError, utc_now
 from store_schema import DB_NAME
 
-COMMANDS = ("calls", "messages")
-
-
-def parser(command: str) -> argparse.ArgumentParser:
-    what = "calls, with how each ended" if command == "calls" else "messages callers left"
-    cli = argparse.ArgumentParser(
-        prog=f"agent.py {command}",
-        description=f"Show the recent {what}, and anything the webhook has not accepted yet.",
-    )
-    cli.add_argument("--since", help="how far back: 90m, 24h, 7d, 2w, or a date (2026-12-01)")
-    cli.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
-    cli.add_argument("--json", action="store_true", help="JSON for scripts")
-    cli.add_argument(
-        "--show-numbers", action="store_true", help="show phone numbers in full (masked by default)"
-    )
-    return cli
+CALLS_HELP = (
+    "The recent calls: when, which line, how each ended (transferred, message taken, hung "
+    "up, failed and why), and any the webhook has not accepted yet."
+)
+MESSAGES_HELP = (
+    "The recent messages callers left, and any the webhook has not accepted yet, with the "
+    "last delivery error."
+)
 
 
 def data_dir(env: Mapping[str, str]) -> Path:
@@ -51,12 +42,18 @@ def data_dir(env: Mapping[str, str]) -> Path:
     return found.data_dir
 
 
-def run(command: str, argv: Sequence[str], env: Mapping[str, str]) -> int:
-    options = parser(command).parse_args(list(argv))
+def run(
+    command: str,
+    env: Mapping[str, str],
+    *,
+    since: str | None = None,
+    limit: int = 50,
+    as_json: bool = False,
+    show_numbers: bool = False,
+) -> int:
+    """``command`` is "calls" or "messages"; returns the exit status."""
     try:
-        since: datetime | None = (
-            parse_since(options.since, now=utc_now()) if options.since else None
-        )
+        after: datetime | None = parse_since(since, now=utc_now()) if since else None
         directory = data_dir(env)
     except (ValueError, ConfigError) as error:
         print(error, file=sys.stderr)
@@ -64,19 +61,12 @@ def run(command: str, argv: Sequence[str], env: Mapping[str, str]) -> int:
     if not (directory / DB_NAME).exists():
         print(f"nothing kept yet: no database in {directory}", file=sys.stderr)
         return 0
+    show = calls_text if command == "calls" else messages_text
     try:
         with Store.open(directory) as store:
-            show = calls_text if command == "calls" else messages_text
-            print(
-                show(
-                    store,
-                    since=since,
-                    limit=options.limit,
-                    as_json=options.json,
-                    show_numbers=options.show_numbers,
-                )
-            )
+            text = show(store, since=after, limit=limit, as_json=as_json, show_numbers=show_numbers)
     except StoreError as error:
         print(error, file=sys.stderr)
         return 1
+    print(text)
     return 0

@@ -14,7 +14,7 @@ import pytest
 from tests.conftest import FAKE_ENV
 
 ROOT = Path(__file__).resolve().parents[2]
-COMMANDS = ["console", "check", "dev", "start", "connect", "download-files"]
+COMMANDS = ["console", "check", "dev", "start", "calls", "messages", "connect", "download-files"]
 
 
 def agent_py(*args: str, tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:

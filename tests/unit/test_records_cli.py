@@ -26,12 +26,12 @@ def test_messages_are_listed_from_the_configured_data_directory(
     with Store.open(tmp_path / "kept") as store:
         store.save_message(a_message(about="please call about the invoice"))
 
-    assert run("messages", [], env) == 0
+    assert run("messages", env) == 0
     out = capsys.readouterr().out
     assert "please call about the invoice" in out
     assert CALLER not in out  # masked unless asked for
 
-    assert run("messages", ["--json", "--show-numbers"], env) == 0
+    assert run("messages", env, as_json=True, show_numbers=True) == 0
     listed = json.loads(capsys.readouterr().out)
     assert CALLER in json.dumps(listed)
 
@@ -42,14 +42,14 @@ def test_calls_are_listed_and_the_data_dir_can_come_from_the_environment(
     elsewhere = tmp_path / "volume"
     with Store.open(elsewhere) as store:
         store.save_call(a_call())
-    assert run("calls", ["--since", "3650d"], {**env, "ASSISTANT_DATA_DIR": str(elsewhere)}) == 0
+    assert run("calls", {**env, "ASSISTANT_DATA_DIR": str(elsewhere)}, since="3650d") == 0
     assert capsys.readouterr().out.strip()
 
 
 def test_nothing_kept_yet_and_a_bad_since_are_said_plainly(
     env: dict[str, str], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert run("calls", [], env) == 0
+    assert run("calls", env) == 0
     assert "nothing kept yet" in capsys.readouterr().err
-    assert run("calls", ["--since", "yesterday-ish"], env) == 2
+    assert run("calls", env, since="yesterday-ish") == 2
     assert "--since" in capsys.readouterr().err
