@@ -441,7 +441,6 @@ def _startup_settings(command: str, *, typing: bool = False) -> Settings:
     except (ConfigError, prompts.PromptError) as e:
         print(f"\n{e}\n", file=sys.stderr)
         sys.exit(2)
-    commands.refuse_examples(settings, command)
     if (problem := vad_problem()) is not None:
         print(f"\n{problem}\n", file=sys.stderr)
         sys.exit(2)
@@ -450,6 +449,7 @@ def _startup_settings(command: str, *, typing: bool = False) -> Settings:
     except StoreError as e:
         print(f"\nstorage.data_dir: {e}\n", file=sys.stderr)
         sys.exit(2)
+    commands.refuse_examples(settings, command)  # last: the console runs with them
     return settings
 
 

@@ -329,7 +329,10 @@ def test_the_worker_masks_its_handlers_once_the_cli_has_made_them(
         finally:
             logging.getLogger().removeHandler(handler)
 
-    monkeypatch.setattr(agent.cli, "run_app", run_app)
+    monkeypatch.setattr(agent.commands, "run", lambda running, _argv: run_app(running))
+    # the shipped example values and the console's sound library are other tests' subject
+    monkeypatch.setattr(agent.commands, "refuse_examples", lambda *_: None)
+    monkeypatch.setattr(agent.commands, "prepare_console", lambda _typing: None)
     for command in ("start", "console"):
         monkeypatch.setattr(agent, "server", AgentServer(setup_fnc=agent.prewarm))
         agent.main(["agent.py", command])

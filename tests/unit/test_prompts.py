@@ -227,10 +227,10 @@ def test_a_language_no_line_speaks_needs_no_translation(translated: Path) -> Non
 
 SPANISH_CONFIG = """
 [business]
-name = "Acme Dental"
+name = "Bright Smile Dental"
 
 [lines.spanish]
-number = "+15550100200"
+number = "+14155551200"
 language = "es"
 
 [[destinations]]
@@ -238,7 +238,7 @@ key = "billing"
 name = "the billing team"
 names = { es = "el equipo de facturación" }
 description = "Invoices, payments and refunds."
-to = "+15550100101"
+to = "+14155551101"
 modes = ["cold", "warm"]
 
 [transfer]
