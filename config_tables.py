@@ -46,6 +46,7 @@ from config_types import (
     Transfer,
     TransferMode,
 )
+from config_warm import warm_settings
 from languages import (
     ENGLISH_ONLY_LANGUAGES,
     ENGLISH_ONLY_MODELS,
@@ -359,6 +360,9 @@ def _destination(
 
     language = problems.language(raw, "language", prefix)
     names = _names(raw.get("names", {}), prefix + "names", default_language, problems)
+    warm_mode, consult_timeout, transfer_timeout = warm_settings(
+        raw, prefix, timeout, problems, warm="warm" in modes
+    )
 
     if key is None or name is None or description is None or to is None or not modes:
         return None
@@ -375,6 +379,9 @@ def _destination(
         language=language,
         names=MappingProxyType(names),
         default_language=default_language,
+        warm_mode=warm_mode,
+        consult_timeout=consult_timeout,
+        transfer_timeout=transfer_timeout,
     )
 
 

@@ -19,6 +19,11 @@ from languages import base_language
 
 TransferMode = Literal["cold", "warm"]
 TRANSFER_MODES: tuple[TransferMode, ...] = ("cold", "warm")
+# How a warm transfer meets whoever answers (docs/warm-transfer.md): "consult" screens the
+# answer (voicemail, menus) and asks the person first, privately; "introduce" introduces
+# the caller to whoever answers at once.
+WarmMode = Literal["consult", "introduce"]
+WARM_MODES: tuple[WarmMode, ...] = ("consult", "introduce")
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +121,11 @@ class Destination:
     fallback: tuple[str, ...] = ()
     # When a transfer here is offered at all (hours.py); None: always.
     hours: Schedule | None = None
+    # Warm transfers: how the person answering is met; how long they have to say whether
+    # they take the call (consult); how long the caller waits on hold at most, all in.
+    warm_mode: WarmMode = "consult"
+    consult_timeout: float = 30.0
+    transfer_timeout: float = 120.0
 
     def is_open(self, at: datetime) -> bool:
         return self.hours is None or self.hours.is_open(at)
