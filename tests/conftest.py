@@ -49,6 +49,9 @@ BUSINESS: dict[str, Any] = {
             "description": "Invoices, payments and refunds.",
             "to": "+15550100101",
             "modes": ["cold", "warm"],
+            # the tests of the direct introduction; consult-first is the default, and
+            # tests/unit/test_consult_transfer.py sets it
+            "warm_mode": "introduce",
         },
         {
             "key": "front_desk",
@@ -66,6 +69,7 @@ BUSINESS: dict[str, Any] = {
             "to": "+15550100199",
             "modes": ["warm"],
             "extension": "42",
+            "warm_mode": "introduce",
         },
     ],
     "transfer": {"outbound_trunk_id": "ST_outbound", "fallback_caller_id": "+15550100100"},
