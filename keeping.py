@@ -98,3 +98,25 @@ def start_delivery(settings: Settings) -> DeliveryLoop | None:
     loop.start()
     logger.info("delivering messages and call records to %s", settings.webhook.host)
     return loop
+
+
+def storage_status(settings: Settings) -> tuple[bool, str]:
+    """For ``agent.py check``: can the worker keep messages and records, and is anything
+    waiting for the webhook? (ok, what to say)."""
+    try:
+        with open_store(settings) as store:
+            waiting = [
+                *store.recent_messages(limit=1000, undelivered_only=True),
+                *store.recent_calls(limit=1000, undelivered_only=True),
+            ]
+    except StoreError as error:
+        return False, str(error)
+    where = f"messages and call records kept in {settings.storage.data_dir}"
+    if settings.webhook is None:
+        return True, f"{where}, locally only (no [webhook])"
+    pending = [item for item in waiting if item.delivery.status.value == "pending"]
+    if not pending:
+        return True, f"{where}; delivered to {settings.webhook.host}, none waiting"
+    errors = [item.delivery.last_error for item in pending if item.delivery.last_error]
+    last = f"; last error: {errors[0]}" if errors else ""
+    return True, f"{where}; {len(pending)} waiting for {settings.webhook.host}{last}"

@@ -115,6 +115,15 @@ def check_vad() -> Check:
     return Check("voice activity detection", True, "Silero VAD loads")
 
 
+def check_storage(settings: Settings) -> Check:
+    """The data directory (messages, call records) and what waits for the webhook."""
+    from keeping import storage_status
+
+    ok, detail = storage_status(settings)
+    fix = "" if ok else "set storage.data_dir (or ASSISTANT_DATA_DIR) to a writable directory"
+    return Check("storage", ok, detail, fix)
+
+
 # --------------------------------------------------------------------------- LiveKit
 
 
@@ -195,6 +204,8 @@ async def preflight(env: Mapping[str, str]) -> list[Check]:
     valid one."""
     settings, checks = check_config(env)
     checks.append(check_vad())
+    if settings is not None:
+        checks.append(check_storage(settings))
     if settings is not None:
         s = settings.secrets
         url, key, secret = s.livekit_url, s.livekit_api_key, s.livekit_api_secret

@@ -148,7 +148,7 @@ async def test_all_good_exits_0_and_names_the_numbers_reaching_the_agent(
 
     assert code == 0, report
     assert "✗" not in report
-    assert report.count("✓") == 7
+    assert report.count("✓") == 8
     assert "✓ voice activity detection: Silero VAD loads" in report
     assert item(report, "dispatch rule").startswith(
         f'✓ dispatch rule: rule "one room per call" (SDR_calls) dispatches agent "{AGENT}"'
@@ -156,7 +156,7 @@ async def test_all_good_exits_0_and_names_the_numbers_reaching_the_agent(
     assert f'calls to {MAIN_NUMBER}, {SPANISH_NUMBER} reach "{AGENT}"' in report
     assert '"Acme main line" (ST_inbound)' in report
     assert '"Acme outbound" (ST_outbound) exists; warm transfer to billing dials' in report
-    assert report.rstrip().endswith("All 7 checks passed.")
+    assert report.rstrip().endswith("All 8 checks passed.")
     no_secrets(report, env)
 
 
@@ -326,9 +326,10 @@ async def test_a_broken_prompt_is_reported_and_the_livekit_checks_still_run(
 
     monkeypatch.setattr(preflight.prompts, "check", broken)
     checks = await preflight.preflight(environment(ready, config))
-    assert [(c.name, c.ok) for c in checks][:3] == [
+    assert [(c.name, c.ok) for c in checks][:4] == [
         ("prompts", False),
         ("voice activity detection", True),
+        ("storage", True),
         ("LiveKit credentials", True),
     ]
     assert "{nme}" in checks[0].detail
@@ -355,7 +356,7 @@ async def test_a_vad_that_cannot_load_fails_as_the_worker_would_stop(
     )
     assert "uv sync --locked" in line
     assert report.count("✗") == 1
-    assert report.count("✓") == 6  # the configuration and every LiveKit check
+    assert report.count("✓") == 7  # the configuration, storage and every LiveKit check
     assert "Traceback" not in report
 
 
@@ -448,7 +449,7 @@ async def test_agent_py_check_runs_the_preflight_as_a_subprocess(
     code, stdout, stderr = await agent_py_check(env)
 
     assert code == 0, stdout + stderr
-    assert "All 7 checks passed." in stdout
+    assert "All 8 checks passed." in stdout
     assert f"calls to {MAIN_NUMBER}, {SPANISH_NUMBER}" in stdout
     assert "Traceback" not in stderr
     assert {r.method for r in ready.requests} == {
