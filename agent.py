@@ -5,7 +5,8 @@ The call path, top to bottom:
                 the configured agent name (SIP dispatch rules dispatch by name), masks phone
                 numbers in every log line, runs the LiveKit CLI.
   prewarm()     once per worker process: load config, the Silero VAD and the OpenAI
-                clients, and synthesize the greetings and the apologies, so callers hear
+                clients, and the greetings and the apologies (synthesized by the first
+                process, kept on disk for the others: greeting_store.py), so callers hear
                 the agent without waiting for TTS (and an apology even when TTS is down).
   answer_call() once per call: find the SIP caller; open the call's lifecycle, which
                 decides how the call ends (lifecycle.py); choose STT for their line; start
@@ -47,6 +48,7 @@ import prompts
 from caller import Caller, SttChoice, await_sip_attributes, choose_stt, find_caller, resolve_line
 from config import ConfigError, Settings, load_settings
 from console_text import ConsoleTranscript, show_in_console, text_mode
+from greeting_store import GreetingStore
 from greetings import GreetingAudio, Voice
 from journal import CallJournal, Clock, utc_now
 from keeping import keep_record, open_store, purge_old, start_delivery
@@ -58,6 +60,7 @@ from models import (
     build_stt,
     build_tts,
     every_voice,
+    primary_tts,
     vad_problem,
     voice_for,
 )
@@ -209,15 +212,43 @@ def made_ahead(settings: Settings) -> dict[Voice, set[str]]:
     return made
 
 
-async def make_ahead(greetings: GreetingAudio, settings: Settings, *, time_limit: float) -> None:
-    """Synthesize ``made_ahead`` with each voice's own TTS, concurrently."""
-    await asyncio.gather(
-        *(
-            greetings.synthesize(
-                lambda voice=voice: build_tts(settings, voice), voice, texts, time_limit=time_limit
-            )
-            for voice, texts in made_ahead(settings).items()
+async def make_ahead(
+    greetings: GreetingAudio,
+    settings: Settings,
+    *,
+    time_limit: float,
+    store: GreetingStore | None = None,
+) -> None:
+    """Have ``made_ahead`` ready, each voice's concurrently: from ``store`` (the data
+    directory's, in a worker) when it holds them, else synthesized by the voice's own TTS
+    and kept there. What that TTS cannot make in time (half the time, with fallbacks), its
+    fallbacks make for this process only: stored, another voice's audio would greet every
+    later caller."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + time_limit
+    own_time = time_limit / 2 if settings.models.tts_fallback else time_limit
+
+    async def ready(voice: Voice, texts: set[str]) -> None:
+        await greetings.synthesize(
+            lambda: primary_tts(settings, voice),
+            voice,
+            texts,
+            time_limit=own_time,
+            store=store,
         )
+        left = deadline - loop.time()
+        if settings.models.tts_fallback and left > 0:
+            await greetings.synthesize(
+                lambda: build_tts(settings, voice), voice, texts, time_limit=left
+            )
+
+    await asyncio.gather(*(ready(voice, texts) for voice, texts in made_ahead(settings).items()))
+
+
+def greeting_store(settings: Settings) -> GreetingStore:
+    """Where a worker's processes keep the audio they made ahead (greeting_store.py)."""
+    return GreetingStore(
+        settings.storage.data_dir / "greetings", endpoint=settings.secrets.openai_base_url or ""
     )
 
 
@@ -233,7 +264,14 @@ def prewarm(proc: JobProcess) -> None:
     greetings = GreetingAudio()
     try:
         if not typing:
-            asyncio.run(make_ahead(greetings, settings, time_limit=GREETING_SYNTHESIS_TIMEOUT_S))
+            asyncio.run(
+                make_ahead(
+                    greetings,
+                    settings,
+                    time_limit=GREETING_SYNTHESIS_TIMEOUT_S,
+                    store=greeting_store(settings),
+                )
+            )
     except Exception:
         # An optimization only: a process that cannot take calls would drop callers.
         logger.exception("greeting synthesis failed; calls will speak it with live TTS")

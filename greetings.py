@@ -1,13 +1,14 @@
 """Greeting audio made before the phone rings.
 
 Every call opens with the same words for its line, so there is no reason to make the
-caller wait for text-to-speech: each worker process synthesizes the greetings of all
-lines while it warms up (``prewarm``, before it is given a call), and the agent replays
-that audio the moment the caller joins. Each job runs in a fresh process, so this costs
-one TTS request per line's greeting per call (for a single line, what live TTS costs),
-made off the caller's clock. The apologies of a call whose agent cannot go on
-(rescue.py) are made the same way, so they play even when text-to-speech is what failed:
-one or two more short requests per call.
+caller wait for text-to-speech: each worker process has the greetings of all lines ready
+while it warms up (``prewarm``, before it is given a call), and the agent replays that
+audio the moment the caller joins. The apologies of a call whose agent cannot go on
+(rescue.py) are made the same way, so they play even when text-to-speech is what failed.
+
+Each job runs in a fresh process, so the audio is also kept on disk (greeting_store.py):
+the first process of a worker synthesizes it, every later one reads it back, and a call
+whose greeting did not change costs no text-to-speech request at all.
 
 The audio is stored under everything that shapes it (the text, the TTS model and the
 voice), so a changed greeting or voice can never replay stale audio: the lookup misses
@@ -21,9 +22,13 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from livekit import rtc
 from livekit.agents import tts
+
+if TYPE_CHECKING:
+    from greeting_store import GreetingStore
 
 logger = logging.getLogger("phone-assistant.greetings")
 
@@ -52,15 +57,52 @@ class GreetingAudio:
         texts: Iterable[str],
         *,
         time_limit: float,
+        store: GreetingStore | None = None,
     ) -> None:
-        """Synthesize every text not yet stored, concurrently, within ``time_limit`` seconds.
+        """Have every text ready within ``time_limit`` seconds: from ``store`` when it
+        holds it, else synthesized (concurrently) and kept there.
 
         ``make_tts`` builds the same TTS the calls use (so the audio matches what live TTS
         would say); it is closed afterwards because its HTTP client belongs to this loop.
+        Only give a ``store`` with a TTS that speaks with exactly ``voice``: what is stored
+        is replayed by every later process.
         """
         missing = sorted({t for t in texts if (t, voice) not in self._frames})
+        if store is not None:
+            missing = self._load(store, voice, missing)
         if not missing:
             return
+        if store is None:
+            await self._make(make_tts, voice, missing, time_limit=time_limit)
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + time_limit
+        # one process makes what is missing; the others wait, then find it stored
+        async with store.exclusive(within=time_limit):
+            missing = self._load(store, voice, missing)
+            left = deadline - loop.time()
+            if missing and left > 0:
+                await self._make(make_tts, voice, missing, time_limit=left, store=store)
+
+    def _load(self, store: GreetingStore, voice: Voice, texts: list[str]) -> list[str]:
+        """Take what ``store`` holds; returns the texts it does not."""
+        missing = []
+        for text in texts:
+            if frames := store.load(text, voice):
+                self._frames[(text, voice)] = frames
+            else:
+                missing.append(text)
+        return missing
+
+    async def _make(
+        self,
+        make_tts: Callable[[], tts.TTS],
+        voice: Voice,
+        missing: list[str],
+        *,
+        time_limit: float,
+        store: GreetingStore | None = None,
+    ) -> None:
         engine = make_tts()
         tasks = {asyncio.create_task(_frames_of(engine, text)): text for text in missing}
         try:
@@ -78,6 +120,8 @@ class GreetingAudio:
                 )
             elif frames := task.result():
                 self._frames[(tasks[task], voice)] = frames
+                if store is not None:
+                    store.save(tasks[task], voice, frames)
         if late:
             logger.warning(
                 "%d greeting(s) not synthesized within %.1f s; calls will use live TTS",

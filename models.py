@@ -73,6 +73,11 @@ def build_tts(settings: Settings, voice: Voice | None = None) -> agents_tts.TTS:
     return agents_tts.FallbackAdapter([primary, *fallbacks], max_retry_per_tts=0)
 
 
+def primary_tts(settings: Settings, voice: Voice) -> agents_tts.TTS:
+    """``voice``'s own model and voice, without fallbacks: what may be stored as its audio."""
+    return _openai_tts(settings, voice.model, voice.voice)
+
+
 def build_stt(settings: Settings, choice: SttChoice, vad: silero.VAD) -> agents_stt.STT:
     primary = _deepgram_stt(settings, choice.model, choice.language)
     fallbacks = [
