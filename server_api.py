@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable
+from typing import TypeVar
 
 from google.protobuf.duration_pb2 import Duration
 from livekit import api
-from livekit.protocol import room, sip
+from livekit.protocol import models, room, sip
 
 from config import Destination, Settings
 from tools.outcomes import classify
@@ -28,6 +30,8 @@ logger = logging.getLogger("phone-assistant.server")
 # RemoveParticipant and DeleteRoom answer in milliseconds; past this the server is not
 # going to answer in a useful time, and the job must not wait on it.
 TEARDOWN_TIMEOUT_S = 3.0
+
+_T = TypeVar("_T")
 
 
 class CallServer:
@@ -89,6 +93,42 @@ class CallServer:
             logger.error("could not end %s's leg: %s", identity, classify(error).detail)
             return False
         return True
+
+    # -- who hears whom (tools/warm_transfer/hearing.py): bounded like teardown, since a
+    # caller waits on hold meanwhile; a failure is logged and answered with None / False.
+
+    async def participant(self, identity: str) -> models.ParticipantInfo | None:
+        """GetParticipant: what the server knows of ``identity`` (its permission)."""
+        request = room.RoomParticipantIdentity(room=self.room_name, identity=identity)
+        return await self._bounded(f"read {identity}", self._api.room.get_participant(request))
+
+    async def set_permission(self, identity: str, permission: models.ParticipantPermission) -> bool:
+        """UpdateParticipant with ``permission``, which replaces the whole grant: pass a
+        copy of the current one (``participant``) with only what should change changed."""
+        request = room.UpdateParticipantRequest(
+            room=self.room_name, identity=identity, permission=permission
+        )
+        done = await self._bounded(
+            f"change {identity}'s permission", self._api.room.update_participant(request)
+        )
+        return done is not None
+
+    async def subscribe(self, identity: str, track_sids: list[str], *, subscribe: bool) -> bool:
+        """UpdateSubscriptions: subscribe ``identity`` to the tracks, or take them away."""
+        request = room.UpdateSubscriptionsRequest(
+            room=self.room_name, identity=identity, track_sids=track_sids, subscribe=subscribe
+        )
+        what = f"{'subscribe' if subscribe else 'unsubscribe'} {identity}"
+        done = await self._bounded(what, self._api.room.update_subscriptions(request))
+        return done is not None
+
+    async def _bounded(self, what: str, request: Awaitable[_T]) -> _T | None:
+        try:
+            async with asyncio.timeout(TEARDOWN_TIMEOUT_S):
+                return await request
+        except Exception as error:
+            logger.error("could not %s: %s", what, classify(error).detail)
+            return None
 
     async def delete_room(self) -> bool:
         """Delete the room: everyone in it is disconnected, phone legs are hung up."""

@@ -20,10 +20,12 @@ from dataclasses import dataclass, field
 from unittest import mock
 
 from livekit import rtc
-from livekit.agents import AgentSession, JobContext, room_io
+from livekit.agents import NOT_GIVEN, AgentSession, JobContext, room_io
+from livekit.agents.stt import STT
 from livekit.agents.testing import fake_job_context
 from livekit.agents.tts import TTS
 from livekit.agents.utils import http_context
+from livekit.agents.vad import VAD
 from livekit.agents.voice.events import CloseEvent
 
 from agent import CallTools, PhoneAssistant, keypad_for, open_call, rescue_for
@@ -88,6 +90,10 @@ async def phone_call(
     language: str = "en-US",
     store: Store | None = None,
     clock: Clock | None = None,
+    llm: ScriptedLLM | None = None,
+    stt: STT | None = None,
+    vad: VAD | None = None,
+    voice_track: bool = False,
 ) -> AsyncIterator[Call]:
     """``tts`` replaces the SilentTTS (e.g. the real OpenAI plugin against the loopback
     server); ``greetings`` holds audio made ahead of time (the apologies, for a rescue);
@@ -95,7 +101,11 @@ async def phone_call(
     ``project.livekit.cloud``, which livekit-api treats as LiveKit Cloud), resolved to
     127.0.0.1 for the whole call (tests/support/cloud_host.py); ``language`` is the
     call's (its fixed sentences, the instructions); ``store`` keeps messages (without
-    one, the agent takes none); ``clock`` is the call's (opening hours, records)."""
+    one, the agent takes none); ``clock`` is the call's (opening hours, records).
+    ``llm`` replaces the plain ScriptedLLM; ``stt`` and ``vad`` are the session's (a warm
+    transfer's consult hears the person answering with them); ``voice_track``: with
+    ``audio``, the agent's voice goes out on RoomIO's own track, as on a real call,
+    instead of a PlayoutClock (``playout`` is then None)."""
     caller = caller or phone_caller()
     room = room or StandInRoom(ROOM, caller)
     async with AsyncExitStack() as stack:
@@ -107,8 +117,13 @@ async def phone_call(
         stack.enter_context(mock.patch.dict(os.environ, server.env()))
         job = stack.enter_context(fake_job_context(room=room))
         settings = server_settings(settings, server, url=url)
-        llm = ScriptedLLM()
-        session = AgentSession(llm=llm, tts=(tts or SilentTTS()) if audio else None)
+        llm = llm or ScriptedLLM()
+        session = AgentSession(
+            llm=llm,
+            tts=(tts or SilentTTS()) if audio else None,
+            stt=stt or NOT_GIVEN,
+            vad=vad or NOT_GIVEN,
+        )
         client = CallServer.from_settings(settings, room.name)
         assert client is not None
         participant = Caller.from_participant(caller)
@@ -124,7 +139,7 @@ async def phone_call(
         made = greetings or GreetingAudio()
         voice = voice_for(settings)
         lifecycle.rescue = rescue_for(settings, lifecycle, participant, words, voice, made)
-        playout = PlayoutClock() if audio else None
+        playout = PlayoutClock() if audio and not voice_track else None
         call = Call(session, llm, room, caller, server, job, lifecycle, playout)
         job._on_shutdown = call._end_job  # a tool or the framework ending the job
         stack.callback(lifecycle.close)
@@ -161,7 +176,7 @@ async def phone_call(
             room_options=room_io.RoomOptions(
                 participant_identity=caller.identity,
                 audio_input=False,  # turns are scripted as text
-                audio_output=False,  # text, or a PlayoutClock (below)
+                audio_output=audio and voice_track,  # else text, or a PlayoutClock (above)
             ),
         )
         yield call

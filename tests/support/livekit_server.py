@@ -267,6 +267,15 @@ _METHODS: dict[str, _Method] = {
     "GetParticipant": _Method(
         "RoomService", room.RoomParticipantIdentity, models.ParticipantInfo, _room_admin
     ),
+    "UpdateParticipant": _Method(
+        "RoomService", room.UpdateParticipantRequest, models.ParticipantInfo, _room_admin
+    ),
+    "UpdateSubscriptions": _Method(
+        "RoomService",
+        room.UpdateSubscriptionsRequest,
+        room.UpdateSubscriptionsResponse,
+        _room_admin,
+    ),
 }
 
 
@@ -283,11 +292,13 @@ class LoopbackLiveKit:
     """An async context manager serving the LiveKit Twirp API on 127.0.0.1.
 
     Replies come from a FIFO per method filled with :meth:`respond`, else from defaults:
-    empty success for TransferSIPParticipant/DeleteRoom/RemoveParticipant, a
-    SIPParticipantInfo echoing the request for CreateSIPParticipant, and the in-memory
-    ``inbound_trunks``/``outbound_trunks``/``dispatch_rules``/``rooms``/``participants``
-    for the List*/Get* calls. ``regions`` is what ``/settings/regions`` lists (none by
-    default) and ``region_requests`` records when each region fetch arrived.
+    empty success for TransferSIPParticipant/DeleteRoom/RemoveParticipant/
+    UpdateSubscriptions, a SIPParticipantInfo echoing the request for
+    CreateSIPParticipant, the in-memory ``inbound_trunks``/``outbound_trunks``/
+    ``dispatch_rules``/``rooms``/``participants`` for the List*/Get* calls, and
+    UpdateParticipant changing the participant kept in ``participants``. ``regions`` is
+    what ``/settings/regions`` lists (none by default) and ``region_requests`` records
+    when each region fetch arrived.
     """
 
     def __init__(
@@ -473,5 +484,24 @@ class LoopbackLiveKit:
             case "GetParticipant":
                 found = _pick(self.participants.get(msg.room, []), [msg.identity], "identity")
                 return found[0] if found else twirp_error("not_found", "participant not found")
-            case _:  # TransferSIPParticipant, DeleteRoom, RemoveParticipant: empty success
+            case "UpdateParticipant":
+                return self._update_participant(msg)
+            case _:  # TransferSIPParticipant, DeleteRoom, RemoveParticipant, UpdateSubscriptions
                 return _METHODS[method].response_type()
+
+    def _update_participant(self, msg: room.UpdateParticipantRequest) -> Reply:
+        """As livekit-server's UpdateParticipant: a permission given replaces the whole
+        grant (``SetPermission``); a name or metadata given replaces it (empty ones are
+        left alone); attributes are merged. Answers the participant as it now is."""
+        found = _pick(self.participants.get(msg.room, []), [msg.identity], "identity")
+        if not found:
+            return twirp_error("not_found", "participant not found")
+        participant = found[0]
+        if msg.HasField("permission"):
+            participant.permission.CopyFrom(msg.permission)
+        if msg.name:
+            participant.name = msg.name
+        if msg.metadata:
+            participant.metadata = msg.metadata
+        participant.attributes.update(msg.attributes)
+        return participant

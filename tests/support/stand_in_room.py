@@ -255,6 +255,18 @@ class SentTextStream:
 
 
 @dataclass(frozen=True)
+class PermissionTable:
+    """One ``set_track_subscription_permissions`` call: who may subscribe to which of the
+    agent's tracks from ``at`` on. ``allowed`` maps an identity to the track sids it may
+    have, or to None for all of them; an identity not in it may have none (when not
+    ``allow_all``)."""
+
+    at: float
+    allow_all: bool
+    allowed: dict[str, frozenset[str] | None]
+
+
+@dataclass(frozen=True)
 class SentBytes:
     topic: str
     name: str
@@ -312,6 +324,7 @@ class StandInLocalParticipant(rtc.LocalParticipant):
         self.sent_bytes: list[SentBytes] = []
         self.transcriptions: list[rtc.Transcription] = []
         self.attribute_changes: list[dict[str, str]] = []
+        self.permission_tables: list[PermissionTable] = []  # subscription permissions set
         # the SFU not answering: "publish" / "unpublish" requests hang until released
         self.stalled: set[str] = set()
         self.stalled_requests: list[str] = []
@@ -385,6 +398,22 @@ class StandInLocalParticipant(rtc.LocalParticipant):
         if publication is None:
             raise UnpublishTrackError("track not found")
         self._room._local_track_unpublished(publication)
+
+    def set_track_subscription_permissions(
+        self,
+        *,
+        allow_all_participants: bool,
+        participant_permissions: list[rtc.ParticipantTrackPermission] | None = None,
+    ) -> None:
+        """Recorded; the SDK sends it to the server with no answer (nothing to wait for)."""
+        allowed: dict[str, frozenset[str] | None] = {}
+        if not allow_all_participants:
+            for permission in participant_permissions or []:
+                sids = frozenset(permission.allowed_track_sids)
+                allowed[permission.participant_identity] = None if permission.allow_all else sids
+        self.permission_tables.append(
+            PermissionTable(time.monotonic(), allow_all_participants, allowed)
+        )
 
     async def set_attributes(self, attributes: dict[str, str]) -> None:
         self.attribute_changes.append(dict(attributes))
@@ -563,6 +592,8 @@ class StandInMicrophone:
         self.phone: PhoneAudio | None = None
         self._pump: asyncio.Task[None] | None = None
         self.closed = False
+        self.published_at = time.monotonic()
+        self.unpublished_at: float | None = None
 
     @property
     def sid(self) -> str:
@@ -629,6 +660,7 @@ class StandInRoom(rtc.Room):
         self.listening = listen
         self.microphones: list[StandInMicrophone] = []
         self.disconnect_reason: rtc.DisconnectReason.ValueType | None = None
+        self.presses: list[tuple[str, str]] = []  # (identity, digit), in order
         for p in participants:
             self._remote_participants[p.identity] = p
         self._count_participants()
@@ -681,9 +713,11 @@ class StandInRoom(rtc.Room):
             self.emit("participant_attributes_changed", changed, participant)
 
     def press(self, identity: str, digit: str) -> None:
-        """The caller presses a key on their phone (SIP DTMF)."""
+        """Someone on a phone presses a key (SIP DTMF), as the room reports it to every
+        participant: the SIP service sends it to the whole room (``presses`` keeps them)."""
         participant = self._remote_participants[identity]
         code = "0123456789*#".index(digit)  # the DTMF event code: * is 10, # is 11
+        self.presses.append((identity, digit))
         self.emit("sip_dtmf_received", rtc.SipDTMF(code=code, digit=digit, participant=participant))
 
     def hang_up(
@@ -748,6 +782,7 @@ class StandInRoom(rtc.Room):
         self.emit("track_unpublished", publication, participant)
         for mic in self.microphones:
             if mic.publication is publication:
+                mic.unpublished_at = time.monotonic()
                 self._spawn(self._hang_up_phone(mic))  # the phone stops sending
 
     async def _hang_up_phone(self, mic: StandInMicrophone) -> None:
