@@ -28,8 +28,9 @@ NEUTRAL_LANGUAGE = "the language the caller speaks"
 
 # The moments of a transfer the caller hears about, each a section of transfer.md.
 TRANSFER_MOMENTS = ("notice", "refused", "busy", "no_answer", "declined", "unreachable", "failed")
-# The moments of a warm transfer, each a section of warm_transfer.md. "summary" is not
-# spoken: it tells the LLM how to summarize the conversation for the person called.
+# The moments of a warm transfer, each a section of warm_transfer.md. "summary" and
+# "consult" are not spoken: they tell the LLM how to summarize the conversation for the
+# person called, and how to talk with them in the consult (tools/warm_transfer/).
 WARM_MOMENTS = (
     "hold",
     "introduction",
@@ -40,6 +41,23 @@ WARM_MOMENTS = (
     "caller_number",
     "caller_hidden",
     "keypad_reason",
+    # consult-first (warm_mode = "consult"): the caller hears these
+    "still_holding",
+    "voicemail",
+    "ivr",
+    "mailbox_full",
+    "no_greeting",
+    "person_declined",
+    "consult_timeout",
+    "transfer_timeout",
+    "connected",
+    # and the person called these
+    "screen_question",
+    "consult",
+    "consult_question",
+    "consult_accepted",
+    "consult_declined",
+    "consult_no_answer",
 )
 # When the agent cannot go on (rescue.py), each a section of failure.md: "transfer" when
 # [on_failure] names a destination, "end" otherwise and when that transfer fails.

@@ -21,7 +21,7 @@ from tests.support.livekit_server import Hang, RecordedRequest, Reply
 from tests.support.scripted_llm import Reply as LLMReply
 from tests.support.scripted_llm import call
 from tests.support.stand_in_room import SIP, StandInParticipant
-from tools import warm_transfer
+from tools.warm_transfer import hold
 
 REASON = "a double charge for a cleaning"
 SUPERVISOR = "supervisor-supervisor-1"  # the first dial's identity
@@ -66,7 +66,7 @@ def record_holds(monkeypatch: pytest.MonkeyPatch, timeline: Timeline) -> list[Re
         made.append(RecordingHold(timeline))
         return made[-1]
 
-    monkeypatch.setattr(warm_transfer, "hold_music_for", recording)
+    monkeypatch.setattr(hold, "hold_music_for", recording)
     return made
 
 

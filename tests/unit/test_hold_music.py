@@ -15,7 +15,7 @@ import playback
 from config import Secrets, Settings, parse_settings
 from tests.conftest import business
 from tests.support.stand_in_room import StandInRoom
-from tools.hold_music import HoldMusic, hold_music_for
+from tools.warm_transfer.hold import HoldMusic, hold_music_for
 
 
 async def until_published(room: StandInRoom) -> None:

@@ -46,7 +46,7 @@ from tests.support.scripted_llm import Reply as LLMReply
 from tests.support.scripted_llm import call, say
 from tests.support.stand_in_room import SIP, StandInParticipant
 from tests.support.supervisor import ListeningProbe
-from tools import warm_transfer
+from tools.warm_transfer import hold as warm_hold
 
 CLOUD = "project.livekit.cloud"
 NOTICE = "Sure, I'm transferring you to the billing team now. Please stay on the line."
@@ -138,7 +138,7 @@ class Hold:
 @pytest.fixture
 def hold(monkeypatch: pytest.MonkeyPatch) -> Hold:
     music = Hold()
-    monkeypatch.setattr(warm_transfer, "hold_music_for", lambda _room, _settings: music)
+    monkeypatch.setattr(warm_hold, "hold_music_for", lambda _room, _settings: music)
     return music
 
 

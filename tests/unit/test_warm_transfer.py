@@ -35,7 +35,7 @@ from tests.support.supervisor import (
     rings_until,
     warm_to,
 )
-from tools import dialing
+from tools.warm_transfer import dial
 
 HOLD_NOTICE = (
     "Sure, I'll get the duty supervisor on the line for you. I'm putting you on hold for a "
@@ -120,6 +120,7 @@ async def test_a_destinations_timeout_headers_and_noise_cancellation_are_passed_
                     "description": "Urgent clinical questions.",
                     "to": "sip:oncall@pbx.example.com",
                     "modes": ["warm"],
+                    "warm_mode": "introduce",
                     "ringing_timeout": 20,
                     "headers": {"X-Team": "nurses"},
                 }
@@ -380,7 +381,7 @@ async def test_a_dial_that_times_out_ends_the_leg_that_may_still_ring(
     settings = parse_settings(
         business(lines={}, destinations=[{"key": "supervisor", "name": "the duty supervisor",
                                 "description": "Urgent.", "to": "+15550100199",
-                                "modes": ["warm"]}]),
+                                "modes": ["warm"], "warm_mode": "introduce"}]),
         source="t", secrets=Secrets(),
     )  # fmt: skip
     object.__setattr__(settings.destinations[0], "ringing_timeout", 0.0)
@@ -400,7 +401,7 @@ async def test_an_answer_whose_participant_never_joins_is_ended_and_reported(
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    monkeypatch.setattr(dialing, "JOIN_TIMEOUT_S", 0.05)
+    monkeypatch.setattr(dial, "JOIN_TIMEOUT_S", 0.05)
     async with phone_call(settings) as c:
         # the server's default reply: answered, but nobody joins the stand-in room
         with caplog.at_level(logging.WARNING, logger="phone-assistant"):

@@ -1,27 +1,6 @@
-"""Warm transfer: the caller waits on hold while a person is dialed into the caller's own
-room; the agent introduces the caller to them, then steps out and leaves them talking.
-
-Dialing into the caller's own room (rather than a side room and MoveParticipant) works on
-self-hosted LiveKit too, and presenting the caller's own number lets the person answering
-see who is calling. The flow, and where each outcome lands:
-
-  the LLM calls the tool (after the caller confirmed); the agent stops listening
-  -> hold notice, played in full           caller hangs up: nobody is dialed
-  -> hold music on (never delays the dial)
-  -> dial, waiting for the answer (tools/dialing.py)
-       SIP 403 with the caller's number      one retry from the fallback caller ID
-       busy / no answer / declined / bad number / any error
-                                             hold ends, listening resumes, the caller is
-                                             told, the LLM offers alternatives
-       unknown outcome (5xx, timeout...)     that leg is ended too, then as above
-       caller hangs up while it rings        the leg is ended, the call is over
-  -> answered: hold music off, the introduction (tools/introduction.py)
-       supervisor hangs up                   back to the agent, as a failure
-       caller hangs up                       the call is over for both
-       the agent's session is closing        they are connected without it
-  -> handoff: the lifecycle watches the two, the agent's session closes (no speech-to-
-     text, no model); when either hangs up the room is deleted, ending it for both.
-"""
+"""The warm_transfer tool the LLM calls (and the keypad escape runs): which destination,
+why, and what the LLM is told when the caller is not handed over. The transfer itself is
+flow.py's."""
 
 from __future__ import annotations
 
@@ -44,13 +23,13 @@ from tools.destinations import (
     refused_when_closed,
     report_failure,
 )
-from tools.dialing import Dialer, describe
-from tools.hold_music import Hold, hold_music_for
-from tools.introduction import SessionClosing, introduce
 from tools.ladder import FallbackLadder
 from tools.outcomes import Failure
-from tools.playout import resume_listening, say_if_open, say_in_full, stop_listening
-from tools.presence import CallerLeft, NotReached, Presence, SupervisorLeft
+from tools.playout import say_if_open
+from tools.warm_transfer.dial import Dialer, describe
+from tools.warm_transfer.endings import NotTaken
+from tools.warm_transfer.flow import WarmTransfer
+from tools.warm_transfer.presence import CallerLeft, NotReached, SupervisorLeft
 
 logger = logging.getLogger("phone-assistant.warm-transfer")
 
@@ -150,79 +129,52 @@ class WarmTransferTool(Toolset):
             )
             return NOT_A_PHONE_CALL
 
-        room = self._lifecycle.room
-        presence = Presence(room, self._lifecycle.caller_left)
-        hold: Hold | None = None
+        flow = WarmTransfer(
+            settings=self._settings,
+            destination=destination,
+            caller=self._caller,
+            lifecycle=self._lifecycle,
+            session=session,
+            words=self._words,
+            answering=self.answering_words(destination),
+            reason=reason,
+            name=name,
+            dialer=self._dialer,
+        )
         journal = self._lifecycle.journal
-        started = journal.clock()
-
-        def failed_attempt(detail: str) -> None:
-            journal.attempt(
-                destination.key, TransferMode.WARM, started, outcome=AttemptOutcome.FAILED,
-                detail=detail,
-            )  # fmt: skip
-
-        # Deaf from here on: the notice cannot be interrupted anyway, and a "thanks" said
-        # over it must not start an LLM turn that would talk over the hold music.
-        stop_listening(session)
         try:
-            hold_words = self._words.warm("hold", destination)
-            if not await say_in_full(session, hold_words, caller_left=presence.caller_left):
-                logger.info("the hold notice did not play to the end; nobody was dialed")
-                return None
-            hold = hold_music_for(room, self._settings)
-            hold.begin()
-            started = journal.clock()
-            supervisor = await self._dialer.reach(destination, presence)
-            await hold.end()
-            try:
-                await introduce(
-                    session,
-                    presence,
-                    self.answering_words(destination),
-                    destination,
-                    caller=self._caller,
-                    reason=reason,
-                    name=name,
-                )
-            except SessionClosing:
-                logger.warning(
-                    "warm transfer to %s: the agent's session is closing and cannot speak; "
-                    "connecting the caller with %s without an introduction",
-                    destination.key,
-                    supervisor,
-                )
-            journal.attempt(destination.key, TransferMode.WARM, started)
-            self._step_out(session, supervisor, destination)
-            return None
+            await flow.run()
+            return None  # handed over, or the caller hung up before anyone was dialed
         except CallerLeft:
             logger.info(
                 "the caller hung up during the warm transfer to %s; the call is over",
                 destination.key,
             )
-            failed_attempt("the caller hung up")
-            if presence.supervisor:
-                await self._lifecycle.end_leg(presence.supervisor)
+            self._attempt(flow, AttemptOutcome.FAILED, "the caller hung up")
             return None
         except SupervisorLeft:
-            await self._back_to_agent(hold, session)
             logger.warning(
                 "warm transfer to %s: %s hung up before the handoff; the caller is back with "
                 "the agent",
                 destination.key,
-                presence.supervisor,
+                flow.presence.supervisor,
             )
-            failed_attempt("the person hung up before the handoff")
+            self._attempt(flow, AttemptOutcome.FAILED, "the person hung up before the handoff")
             say_if_open(session, self._words.warm("supervisor_left", destination))
             return self._tell_llm(destination, "the person hung up before you could hand over")
         except NotReached as not_reached:
-            await self._back_to_agent(hold, session)
-            journal.attempt(destination.key, TransferMode.WARM, started, not_reached.failure)
+            journal.attempt(destination.key, TransferMode.WARM, flow.started, not_reached.failure)
             return self._failed(destination, not_reached.failure, session)
-        finally:
-            presence.close()
-            if hold is not None:
-                await hold.end()
+        except NotTaken as not_taken:
+            logger.info(
+                "warm transfer to %s not handed over: %s (%s)",
+                destination.key,
+                not_taken.ending.value,
+                not_taken.detail,
+            )
+            self._attempt(flow, not_taken.attempt, not_taken.detail)
+            say_if_open(session, self._words.warm(not_taken.ending.value, destination))
+            return self._tell_llm(destination, f"{not_taken.ending.value}: {not_taken.told}")
 
     def answering_words(self, destination: Destination) -> Words:
         """The person who answers hears their destination's language, if it sets one."""
@@ -230,19 +182,10 @@ class WarmTransferTool(Toolset):
             return self._words
         return Words(self._settings, destination.language)
 
-    def _step_out(self, session: AgentSession, supervisor: str, destination: Destination) -> None:
-        """The agent's part is over: the lifecycle watches the two of them from now on and
-        the session closes at once (no speech-to-text stream, no model, nothing said after
-        the handoff, not even a reply to another tool of this turn)."""
-        self._lifecycle.connected(supervisor, destination.key)
-        session.output.set_audio_enabled(False)
-        session.shutdown(drain=False)
-
-    @staticmethod
-    async def _back_to_agent(hold: Hold | None, session: AgentSession) -> None:
-        if hold is not None:
-            await hold.end()
-        resume_listening(session)
+    def _attempt(self, flow: WarmTransfer, outcome: AttemptOutcome, detail: str) -> None:
+        self._lifecycle.journal.attempt(
+            flow.destination.key, TransferMode.WARM, flow.started, outcome=outcome, detail=detail
+        )
 
     def _failed(self, destination: Destination, failure: Failure, session: AgentSession) -> str:
         report_failure(logger, "warm transfer", destination, failure, session, self._words)
@@ -273,9 +216,6 @@ class WarmTransferTool(Toolset):
         offers.append("calling back later")
         default = f"Offer them {', or '.join(offers)}."
         return self._ladder.offer(destination, default) if self._ladder else default
-
-
-# --------------------------------------------------------------------------- helpers
 
 
 def _clean(value: Any, limit: int) -> str:

@@ -10,9 +10,11 @@ that leg is ended, and removed again if it shows up later, rather than left to l
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import itertools
 import logging
+from collections.abc import Awaitable, Callable
 
 from google.protobuf.duration_pb2 import Duration
 from livekit import api
@@ -22,7 +24,7 @@ from config import Destination, Settings
 from lifecycle import CallLifecycle
 from tools.destinations import masked_address
 from tools.outcomes import Failure, Outcome, classify
-from tools.presence import CallerLeft, NotReached, Presence, SupervisorLeft
+from tools.warm_transfer.presence import CallerLeft, NotReached, Presence, SupervisorLeft
 from waits import until
 
 logger = logging.getLogger("phone-assistant.warm-transfer")
@@ -61,10 +63,16 @@ class Dialer:
             headers=dict(destination.headers),
         )
 
-    async def reach(self, destination: Destination, presence: Presence) -> str:
+    async def reach(
+        self,
+        destination: Destination,
+        presence: Presence,
+        prepare: Callable[[str], Awaitable[None]] | None = None,
+    ) -> str:
         """Dial until someone answers; returns the identity of their participant. Raises
         NotReached, or CallerLeft when the caller hangs up meanwhile (the ringing leg is
-        ended then)."""
+        ended then, as when the wait is cancelled). ``prepare(identity)`` runs before
+        each attempt is sent, while nobody of that identity is in the room yet."""
         server = self._lifecycle.server
         assert server is not None, "dialing needs a LiveKit server"
         tries = self._caller_ids()
@@ -72,6 +80,8 @@ class Dialer:
             identity = f"supervisor-{destination.key}-{next(self._attempts)}"
             request = self.request(server.room_name, destination, identity, number)
             presence.expect(identity)
+            if prepare is not None:
+                await prepare(identity)
             self._lifecycle.dialing(identity)
             logger.info(
                 "warm transfer to %s: sending %s, presenting %s (one request, never replayed)",
@@ -81,6 +91,9 @@ class Dialer:
             )
             try:
                 answered = await until(server.dial(request), presence.caller_left)
+            except asyncio.CancelledError:  # the transfer's time limit: it may still ring
+                await self._lifecycle.end_leg(identity)
+                raise
             except Exception as error:
                 failure = warm_failure(error)
                 if failure.outcome_known:
