@@ -60,7 +60,9 @@ from models import (
     build_stt,
     build_tts,
     every_voice,
+    load_vad,
     primary_tts,
+    turn_handling,
     vad_problem,
     voice_for,
 )
@@ -192,6 +194,7 @@ def build_session(
         tts=tts or build_tts(settings),
         vad=vad,
         conn_options=SESSION_CONNECT,
+        turn_handling=turn_handling(settings),
         # Closing waits this long for the caller's last words to be transcribed; when
         # speech-to-text is what failed none will come, and the apology waits on it.
         session_close_transcript_timeout=SESSION_CLOSE_TRANSCRIPT_S,
@@ -260,7 +263,7 @@ def prewarm(proc: JobProcess) -> None:
     # This process's root handler forwards records to the main process: mask them here.
     install_log_masking(secret_values(settings.secrets))
     proc.userdata["settings"] = settings
-    proc.userdata["vad"] = silero.VAD.load()
+    proc.userdata["vad"] = load_vad(settings)
     greetings = GreetingAudio()
     try:
         if not typing:

@@ -42,6 +42,7 @@ from config_tables import (
     parse_on_failure,
     parse_transfer,
 )
+from config_turns import TurnTaking, parse_turn_taking
 from config_types import (
     TRANSFER_MODES,
     Destination,
@@ -76,6 +77,7 @@ __all__ = [
     "Settings",
     "Transfer",
     "TransferMode",
+    "TurnTaking",
     "load_secrets",
     "load_settings",
     "parse_settings",
@@ -244,6 +246,7 @@ _TABLES = {
     "storage",
     "webhook",
     "hours",
+    "turn_taking",
 }
 
 
@@ -285,6 +288,7 @@ def parse_settings(
     keypad = parse_keypad(p.table(data, "keypad"), destinations, p)
     storage = parse_storage(p.table(data, "storage"), source, env or {}, p)
     webhook = parse_webhook(p.table(data, "webhook"), secrets.webhook_secret, p)
+    turn_taking = parse_turn_taking(p.table(data, "turn_taking"), p)
 
     transfer = parse_transfer(p.table(data, "transfer"), source, secrets, p)
     if any("warm" in d.modes for d in destinations) and not transfer.outbound_trunk_id:
@@ -314,4 +318,5 @@ def parse_settings(
         keypad=keypad,
         storage=storage,
         webhook=webhook,
+        turn_taking=turn_taking,
     )

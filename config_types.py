@@ -14,6 +14,7 @@ from typing import Literal
 
 from config_checks import E164
 from config_storage import Storage, Webhook
+from config_turns import TurnTaking
 from hours import Schedule
 from languages import base_language
 
@@ -190,6 +191,7 @@ class Settings:
     keypad: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     storage: Storage = field(default_factory=Storage)
     webhook: Webhook | None = None
+    turn_taking: TurnTaking = field(default_factory=TurnTaking)
 
     def destination(self, key: str) -> Destination | None:
         return next((d for d in self.destinations if d.key == key), None)

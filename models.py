@@ -14,11 +14,12 @@ that does not answer before the next model, or the rescue, takes over.
 
 from __future__ import annotations
 
-from livekit.agents import NOT_GIVEN, APIConnectOptions
+from livekit.agents import NOT_GIVEN, APIConnectOptions, inference
 from livekit.agents import llm as agents_llm
 from livekit.agents import stt as agents_stt
 from livekit.agents import tts as agents_tts
 from livekit.agents.voice.agent_session import SessionConnectOptions
+from livekit.agents.voice.turn import TurnDetectionMode, TurnHandlingOptions
 from livekit.plugins import deepgram, openai, silero
 
 from caller import SttChoice
@@ -148,6 +149,31 @@ def _deepgram_url(settings: Settings, endpoint: str) -> dict[str, str]:
         return {}
     root = base.rstrip("/").removesuffix("/listen").removesuffix("/speak")
     return {"base_url": f"{root}/{endpoint}"}
+
+
+def load_vad(settings: Settings) -> silero.VAD:
+    """Silero VAD, ending the caller's speech after ``[turn_taking] vad_silence``."""
+    return silero.VAD.load(min_silence_duration=settings.turn_taking.vad_silence)
+
+
+def turn_handling(settings: Settings) -> TurnHandlingOptions:
+    """The session's turn handling, as ``[turn_taking]`` says (config_turns.py)."""
+    turns = settings.turn_taking
+    detection: TurnDetectionMode | None
+    if turns.end_of_turn_model == "off":
+        detection = "vad"  # silence alone: the VAD's end of speech + min_delay
+    elif turns.end_of_turn_model == "local":
+        detection = inference.TurnDetector(version="v1-mini")
+    else:
+        detection = inference.TurnDetector()  # the framework's choice
+    return TurnHandlingOptions(
+        turn_detection=detection,
+        endpointing={"min_delay": turns.min_delay, "max_delay": turns.max_delay},
+        preemptive_generation={
+            "enabled": turns.preemptive_generation,
+            "preemptive_tts": turns.preemptive_tts,
+        },
+    )
 
 
 def vad_problem() -> str | None:
