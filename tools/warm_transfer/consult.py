@@ -38,6 +38,7 @@ async def consult(
     NotReached when the consult session closes under it."""
     consult.briefing = True
     consult.listen_for_keys()  # a "1" during the briefing counts
+    consult.forget_greeting()
     model = main.llm if isinstance(main.llm, llm.LLM) else None
     summary = asyncio.create_task(summarize(model, main.history, words, destination, about))
     try:

@@ -120,7 +120,14 @@ class ConsultSession:
         model = main.llm
         assert isinstance(model, llm.LLM) and main.tts is not None  # ears_for checked
         session: AgentSession = AgentSession(
-            stt=ears.stt, vad=ears.vad, llm=model, tts=main.tts, user_away_timeout=None
+            stt=ears.stt,
+            vad=ears.vad,
+            llm=model,
+            tts=main.tts,
+            user_away_timeout=None,
+            # no reply is started before the turn ends: until the briefing, none is wanted
+            # (a voicemail greeting must not cost a model call)
+            turn_handling={"preemptive_generation": {"enabled": False}},
         )
         consult._session = session
         session.on("close", lambda _ev: consult.closed.set())
@@ -177,6 +184,12 @@ class ConsultSession:
             handle.interrupt(force=True)
             return False
         return not handle.interrupted
+
+    def forget_greeting(self) -> None:
+        """What the person said before the briefing (their greeting, their reply to the
+        screening question) is not a question: it does not start the first turn."""
+        with contextlib.suppress(RuntimeError):
+            self.session.clear_user_turn()
 
     def listen_for_keys(self) -> None:
         """From now on 1 takes the call and 2 declines it, pressed on the dialed phone."""
