@@ -212,3 +212,101 @@ async def test_the_caller_hangs_up_mid_call_and_roomio_closes_the_session(
     assert world.livekit.requests_for("TransferSIPParticipant") == []  # nothing transferred
     assert [r.method for r in world.livekit.requests] == ["DeleteRoom"]  # the room went too
     assert world.unexpected == [] and world.openai.remaining == 0
+
+
+# --------------------------------------------------------------------------- consult first
+
+GREETING_AT_BILLING = "Billing, this is Sam speaking."
+SAM_ACCEPTS = "Sure, put them through."
+SUMMARY = "The caller has a question about their bill and asked for billing."
+
+
+def consulting_first(settings: Settings) -> Settings:
+    """The business with billing at the warm default, consult first (the shared tests'
+    business introduces directly)."""
+    from dataclasses import replace
+
+    billing = settings.destination("billing")
+    assert billing is not None
+    consulted = replace(billing, warm_mode="consult")
+    destinations = tuple(consulted if d.key == "billing" else d for d in settings.destinations)
+    return replace(settings, destinations=destinations)
+
+
+async def test_a_consult_first_warm_transfer_end_to_end(
+    settings: Settings, vad: silero.VAD
+) -> None:
+    """The caller asks for billing and agrees; on hold they hear music; billing is dialed
+    into their room, its answer screened by AMD (a person), briefed on its own track and
+    asked; the person says yes; the two are connected and the agent steps out. The caller
+    never hears the briefing, the person never hears the hold."""
+    from tests.support.destination import DestinationPhone
+
+    async with stand_ins() as world:
+        settings = world.settings(consulting_first(settings))
+        world.deepgram.script(
+            TRANSCRIPTS["billing"], TRANSCRIPTS["yes"], GREETING_AT_BILLING, SAM_ACCEPTS
+        )
+        world.openai.script(
+            say(CONFIRM),
+            call("warm_transfer", destination="billing", reason="a question about their bill"),
+            call("save_prediction", label="human"),  # AMD, on the person's greeting
+            say(SUMMARY),  # the summary of the call for the briefing
+            call("accept_call"),  # the consult, on the person's yes
+        )
+        greetings = await a_worker(settings)
+        participant = phone_caller(number="+15551234567")
+        async with answered(
+            settings, participant, vad=vad, greetings=greetings, room_name="call-3"
+        ) as c:
+            phone = DestinationPhone(c.room, world.livekit, participant.identity)
+            world.livekit.respond("CreateSIPParticipant", phone.dialed())
+            world.livekit.respond("RemoveParticipant", phone.removed())
+            await c.playout.finished(1)
+            await c.line.speak("billing")
+            await c.playout.finished(2)
+            await c.line.speak("yes")
+            dial = await world.livekit.wait_for_request("CreateSIPParticipant", timeout=10)
+            await phone.joined.wait()
+            phone.answer()
+            await phone.answered.wait()
+            await phone.say("billing")  # its greeting, long enough for AMD to ask the LLM
+            asked = await world.openai.wait_for_speech("Can you take the call?", timeout=20)
+            consulting = phone.heard()
+            await phone.say("yes")
+            await asyncio.wait_for(asyncio.shield(c.closed), 20)  # the agent steps out
+            connected = phone.heard()
+            phase = c.lifecycle.phase
+            caller_heard = [u for u in c.playout.playouts]
+            published = {p.name: p for p in c.room.local_participant.published}
+            screening = next(
+                r for r in world.openai.chat_requests if "save_prediction" in r.tool_names
+            )
+
+    assert dial.message.room_name == "call-3"
+    assert dial.message.sip_number == "+15551234567"  # the person sees who is calling
+    assert screening.last_user_text == GREETING_AT_BILLING
+    assert "I have a caller from a number ending in 4 5 6 7" in " ".join(
+        r.body["input"] for r in world.openai.speech_requests
+    )
+    assert asked.received_at > screening.received_at
+    assert consulting == {
+        "the caller hears the agent's voice",
+        "the caller hears the hold music",
+        "the destination hears the briefing",
+    }
+    assert connected == {
+        "the caller hears the destination",
+        "the destination hears the caller",
+        "the caller hears the agent's voice",
+        "the destination hears the agent's voice",
+    }
+    assert phase.name == "CONNECTED"
+    # the briefing went out on its own track (the person's), the caller's track carried
+    # the greeting, the offer, the hold notice and the line that connected them
+    briefing = published["consult_audio"].audio
+    assert briefing is not None and briefing.audible_seconds > 1.0
+    assert len(caller_heard) == 4
+    assert all(heard_in_full(u) for u in caller_heard)
+    assert "background_audio" in published  # the hold music played
+    assert world.unexpected == [] and world.openai.remaining == 0

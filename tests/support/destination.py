@@ -34,9 +34,9 @@ from tests.support.call import Call, phone_call
 from tests.support.caller_audio import CallerLine
 from tests.support.deepgram_server import LoopbackDeepgram
 from tests.support.hearing_model import who_hears_whom
-from tests.support.livekit_server import RecordedRequest, Reply
+from tests.support.livekit_server import LoopbackLiveKit, RecordedRequest, Reply
 from tests.support.scripted_llm import Request, ScriptedLLM, _ScriptedStream, call
-from tests.support.stand_in_room import SIP, StandInParticipant
+from tests.support.stand_in_room import SIP, StandInParticipant, StandInRoom
 
 PARTICIPANT_REMOVED = rtc.DisconnectReason.PARTICIPANT_REMOVED
 
@@ -105,8 +105,11 @@ class DestinationPhone:
     CreateSIPParticipant: the leg joins the room and publishes its line, rings until
     ``answer()``, then the request returns (wait_until_answered)."""
 
-    def __init__(self, c: Call) -> None:
-        self._call = c
+    def __init__(self, room: StandInRoom, server: LoopbackLiveKit, caller: str) -> None:
+        """``caller``: the caller's identity in ``room``."""
+        self._room = room
+        self._server = server
+        self._caller = caller
         self.line = CallerLine()
         self.identity = ""
         self.answered_at: float | None = None
@@ -118,8 +121,8 @@ class DestinationPhone:
         async def respond(request: RecordedRequest) -> Reply:
             message = request.message
             self.identity = message.participant_identity
-            room = self._call.room
-            self._call.server.participants.setdefault(message.room_name, []).append(
+            room = self._room
+            self._server.participants.setdefault(message.room_name, []).append(
                 models.ParticipantInfo(
                     identity=self.identity, kind=models.ParticipantInfo.Kind.SIP,
                     permission=SIP_PERMISSION,
@@ -154,8 +157,8 @@ class DestinationPhone:
         room, as LiveKit ends a removed participant's call."""
 
         async def remove(request: RecordedRequest) -> Reply:
-            if request.message.identity in self._call.room.remote_participants:
-                self._call.room.hang_up(request.message.identity, PARTICIPANT_REMOVED)
+            if request.message.identity in self._room.remote_participants:
+                self._room.hang_up(request.message.identity, PARTICIPANT_REMOVED)
             return room_pb.RemoveParticipantResponse()
 
         return remove
@@ -169,19 +172,18 @@ class DestinationPhone:
         await self.line.speak(recording)
 
     def press(self, digit: str) -> None:
-        self._call.room.press(self.identity, digit)
+        self._room.press(self.identity, digit)
 
     def hang_up(self) -> None:
-        self._call.room.hang_up(self.identity)
+        self._room.hang_up(self.identity)
 
     def heard(self) -> set[str]:
         """Who hears whom in the room now (tests/support/hearing_model.py)."""
-        c = self._call
         return who_hears_whom(
-            c.room,
-            c.server,
-            names={c.caller.identity: "the caller", self.identity: "the destination"},
-            subscribes_from={c.caller.identity: 0.0, self.identity: self.answered_at},
+            self._room,
+            self._server,
+            names={self._caller: "the caller", self.identity: "the destination"},
+            subscribes_from={self._caller: 0.0, self.identity: self.answered_at},
         )
 
 
@@ -218,7 +220,7 @@ async def consult_call(
             vad=vad,
         ) as c:
             c.room.publish_microphone(c.caller.identity)  # the caller's line (silent)
-            phone = DestinationPhone(c)
+            phone = DestinationPhone(c.room, c.server, c.caller.identity)
             if dialed:
                 c.server.respond("CreateSIPParticipant", phone.dialed())
             c.server.respond("RemoveParticipant", *(phone.removed() for _ in range(4)))

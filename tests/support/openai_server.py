@@ -528,6 +528,23 @@ class LoopbackOpenAI:
             await self._arrived.wait_for(lambda: len(self.chat_requests) >= n)
         return self.chat_requests[n - 1]
 
+    async def wait_for_speech(
+        self,
+        part: str,
+        *,
+        timeout: float = 5.0,  # noqa: ASYNC109 - a test wants a bounded wait, not asyncio.timeout
+    ) -> SpeechRequest:
+        """The first speech request whose input holds ``part``, waiting until it came."""
+
+        def found() -> SpeechRequest | None:
+            return next((r for r in self.speech_requests if part in r.body.get("input", "")), None)
+
+        async with asyncio.timeout(timeout), self._arrived:
+            await self._arrived.wait_for(lambda: found() is not None)
+        request = found()
+        assert request is not None
+        return request
+
     async def wait_for_requests(
         self,
         n: int,

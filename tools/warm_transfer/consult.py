@@ -41,15 +41,17 @@ async def consult(
     consult.forget_greeting()
     model = main.llm if isinstance(main.llm, llm.LLM) else None
     summary = asyncio.create_task(summarize(model, main.history, words, destination, about))
+    stops = (*presence.departures, consult.closed, consult.decision_made)
     try:
-        if await _say(consult, presence, words.warm("introduction", destination, **about)):
-            stops = (*presence.departures, consult.closed, consult.decision_made)
-            if await until(asyncio.shield(summary), *stops):
-                question = words.warm("consult_question", destination, **about)
-                await _say(consult, presence, f"{summary.result()} {question}")
+        opening = words.warm("introduction", destination, **about)
+        if await _say(consult, presence, opening) and await until(asyncio.shield(summary), *stops):
+            # from here on they may answer, even over the end of the question
+            consult.open_for_questions(destination.consult_timeout)
+            question = words.warm("consult_question", destination, **about)
+            await _say(consult, presence, f"{summary.result()} {question}")
     finally:
         summary.cancel()
-    if not consult.decided.done():
+    if not consult.decided.done() and not consult.questions_open:
         consult.open_for_questions(destination.consult_timeout)
     if not await until(asyncio.shield(consult.decided), *presence.departures, consult.closed):
         consult.raise_stop(presence)

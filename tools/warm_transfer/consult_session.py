@@ -125,9 +125,14 @@ class ConsultSession:
             llm=model,
             tts=main.tts,
             user_away_timeout=None,
-            # no reply is started before the turn ends: until the briefing, none is wanted
-            # (a voicemail greeting must not cost a model call)
-            turn_handling={"preemptive_generation": {"enabled": False}},
+            turn_handling={
+                # no reply is started before the turn ends: until the briefing none is
+                # wanted (a voicemail greeting must not cost a model call)
+                "preemptive_generation": {"enabled": False},
+                # the briefing is not cut off by line noise, but a "yes" said over its
+                # question is heard, and answered once it has been said
+                "interruption": {"discard_audio_if_uninterruptible": False},
+            },
         )
         consult._session = session
         session.on("close", lambda _ev: consult.closed.set())
