@@ -171,6 +171,7 @@ class WarmTransfer:
             self._words,
             self.destination,
         )
+        hearing.release()  # the two talk: nothing is private any more
         self._handed_over()
 
     async def _introduce(self) -> None:

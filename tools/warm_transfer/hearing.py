@@ -188,6 +188,16 @@ class Hearing:
         permission.can_subscribe = can_subscribe
         return await self._server.set_permission(identity, permission)
 
+    async def _regate(self, destination: str) -> None:
+        """The leg joined (or joined again after a reconnect, with all its wishes back):
+        its gate as the phase wants it."""
+        if not self._ears_open:
+            await self._gate(destination, can_subscribe=False)
+            return
+        if tracks := self._audio_of(self._caller):
+            await self._server.subscribe(destination, tracks, subscribe=False)
+        await self._gate(destination, can_subscribe=True)
+
     async def _subscribe(self, identity: str, tracks: list[str]) -> None:
         if tracks:
             await self._server.subscribe(identity, tracks, subscribe=True)
@@ -215,7 +225,7 @@ class Hearing:
         if not self._private:
             return
         if participant.identity == self._destination:  # joins before its phone rings
-            self._spawn(self._gate(participant.identity, can_subscribe=False))
+            self._spawn(self._regate(participant.identity))
         elif participant.identity == self._caller:  # the caller's leg reconnected
             self._withdraw_caller()
 
