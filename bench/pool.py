@@ -144,6 +144,15 @@ class WorkerPool:
         """A job's result, once written (the job is another process: a thread polls)."""
         return await asyncio.to_thread(_read_when_written, out, within)
 
+    async def ready(self, idle: int, *, within: float = 60.0) -> None:
+        """Until ``idle`` job processes have run prewarm and wait for a call."""
+        warmed = asyncio.Event()
+        self.pool.on("process_ready", lambda _proc: warmed.set())
+        async with asyncio.timeout(within):
+            while self.pool._warmed_proc_queue.qsize() < idle:
+                warmed.clear()
+                await warmed.wait()
+
     def prewarms(self) -> dict[int, dict[str, Any]]:
         """Every job process's prewarm so far, by pid."""
         found = {}
@@ -174,11 +183,12 @@ def forkserver_context() -> mp.context.BaseContext:
 
 @asynccontextmanager
 async def worker_pool(
-    out_dir: Path, *, idle: int, context: mp.context.BaseContext
+    out_dir: Path, *, idle: int, context: mp.context.BaseContext, **config: Any
 ) -> AsyncIterator[WorkerPool]:
-    """A ProcPool keeping ``idle`` job processes warmed. ``out_dir`` is where job processes
-    write; ``BENCH_POOL_CONFIG`` must already name ``out_dir/config.json`` in the
-    environment the forkserver started with."""
+    """A ProcPool keeping ``idle`` job processes warmed, which read ``config`` (see
+    ``WorkerPool.configure``) as they warm up. ``out_dir`` is where job processes write;
+    ``BENCH_POOL_CONFIG`` must already name ``out_dir/config.json`` in the environment
+    the forkserver started with."""
     config_path = out_dir / "config.json"
     if os.environ.get(CONFIG_ENV) != str(config_path):
         raise RuntimeError(f"{CONFIG_ENV} must be {config_path} before the forkserver starts")
@@ -200,6 +210,7 @@ async def worker_pool(
         loop=asyncio.get_running_loop(),
     )
     handle = WorkerPool(pool, out_dir, config_path)
+    handle.configure(**config)  # before any job process warms up
     await pool.start()
     try:
         yield handle

@@ -24,6 +24,7 @@ from typing import Any, Literal, Self
 
 from aiohttp import web
 
+from bench.timed_deepgram import TimedDeepgram, TimedWords
 from tests.support.deepgram_server import LoopbackDeepgram
 from tests.support.livekit_server import LoopbackLiveKit
 from tests.support.openai_server import LoopbackOpenAI
@@ -44,6 +45,10 @@ class LineConfig:
     tts_ttfb: float = 0.0
     stt_latency: float = 0.0
     speech_seconds_per_char: float = SPEECH_SECONDS_PER_CHAR
+    # Deepgram endpointing as the plugin asks for it (25 ms), scripted with each turn's
+    # timed words instead of ``transcripts`` (bench/timed_deepgram.py)
+    timed: tuple[TimedWords, ...] = ()
+    client_endpointing: bool = False
 
 
 @dataclass(frozen=True)
@@ -77,6 +82,7 @@ class LineRecord:
     waits: tuple[ProviderWait, ...]
     finals_sent_at: tuple[float, ...]  # Deepgram final transcripts, after any latency
     unexpected: tuple[str, ...]  # requests no script answered
+    words_dropped: int = 0  # timed words never released (their speech was not heard)
 
 
 @dataclass(frozen=True)
@@ -144,12 +150,17 @@ class _Server:
             tts_ttfb=config.tts_ttfb,
             speech_seconds_per_char=config.speech_seconds_per_char,
         )
-        deepgram_server = LoopbackDeepgram(latency=config.stt_latency)
+        deepgram_server: LoopbackDeepgram
+        if config.client_endpointing:
+            deepgram_server = TimedDeepgram(latency=config.stt_latency)
+            deepgram_server.script_timed(*config.timed)
+        else:
+            deepgram_server = LoopbackDeepgram(latency=config.stt_latency)
+        deepgram_server.script(*config.transcripts)
         line = _Line(openai_server, deepgram_server)
         await line.stack.enter_async_context(openai_server)
         await line.stack.enter_async_context(deepgram_server)
         openai_server.script(*config.replies)
-        deepgram_server.script(*config.transcripts)
         line_id = len(self.lines) + 1
         self.lines[line_id] = line
         return LineAddress(
@@ -169,6 +180,7 @@ class _Server:
             ),
             finals_sent_at=tuple(f.sent_at for f in line.deepgram.finals),
             unexpected=tuple(str(u) for u in (*line.openai.unexpected, *line.deepgram.unexpected)),
+            words_dropped=getattr(line.deepgram, "words_dropped", 0),
         )
 
     def refers(self) -> list[Refer]:
