@@ -37,6 +37,7 @@ from config import Destination, Settings
 from lifecycle import CallLifecycle
 from prompts import Words
 from records import TransferMode
+from tools.outcomes import Failure, Outcome
 from tools.playout import stop_listening
 from tools.warm_transfer import screen as screening
 from tools.warm_transfer.briefing import about_caller, transcript
@@ -48,7 +49,7 @@ from tools.warm_transfer.endings import Ending, NotTaken
 from tools.warm_transfer.hearing import Hearing
 from tools.warm_transfer.hold import OnHold
 from tools.warm_transfer.introduce import SessionClosing, introduce
-from tools.warm_transfer.presence import Presence
+from tools.warm_transfer.presence import NotReached, Presence
 from tools.warm_transfer.teardown import goodbye_to_consulted, wind_down
 
 logger = logging.getLogger("phone-assistant.warm-transfer")
@@ -207,15 +208,26 @@ class WarmTransfer:
         self._hearing.expect(leg)
         if self._consult is not None:  # an earlier attempt's
             await self._consult.close()
-        self._consult = await ConsultSession.start(
-            self._session,
-            self._room,
-            leg,
-            ears=ears,
-            instructions=self._answering.warm("consult", self.destination, **self._about),
-            conversation=transcript(self._session.history),
-            detection=screening.DETECTION,
-        )
+            self._consult = None
+        try:
+            self._consult = await ConsultSession.start(
+                self._session,
+                self._room,
+                leg,
+                ears=ears,
+                instructions=self._answering.warm("consult", self.destination, **self._about),
+                conversation=transcript(self._session.history),
+                detection=screening.DETECTION,
+            )
+        except Exception as error:  # nothing was dialed yet
+            logger.exception("warm transfer to %s: the consult could not start", leg)
+            raise NotReached(
+                Failure(
+                    Outcome.FAILED,
+                    f"the consult session could not start: {type(error).__name__}",
+                    "see the error logged with it",
+                )
+            ) from error
 
     def _consulting(self) -> ConsultSession:
         assert self._consult is not None, "prepared before the dial"
