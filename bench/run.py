@@ -82,6 +82,7 @@ from bench.harness import (  # noqa: E402
 )
 from bench.stand_ins import LineConfig, StandInProcess  # noqa: E402
 from config import Settings, load_settings  # noqa: E402
+from models import load_vad  # noqa: E402
 
 # Provider keys the stand-ins accept; the URLs come from each call's line.
 PROVIDER_ENV = {"DEEPGRAM_API_KEY": "dg-test", "OPENAI_API_KEY": "sk-test"}
@@ -620,7 +621,8 @@ def render(results: dict[str, Any]) -> str:
             if oo.get("turns_without_eou_metrics") or ob.get("turns_without_eou_metrics")
             else []
         ),
-        f"    Turn handling (both agents, framework defaults): {session['turn_detection']}, "
+        f"    Turn handling (ours as [turn_taking] sets it; the baseline keeps the framework's "
+        f"defaults): {session['turn_detection']}, "
         f"endpointing min {session['endpointing'].get('min_delay')} s / max "
         f"{session['endpointing'].get('max_delay')} s, preemptive generation "
         f"{'on' if session['preemptive_generation'].get('enabled') else 'off'}.",
@@ -750,10 +752,10 @@ async def run(plan: Plan) -> dict[str, Any]:
     async with StandInProcess() as stand_ins, http_context.open():
         os.environ.update(stand_ins.livekit_env)  # the job's API client reads these
         base = load_settings({**PROVIDER_ENV, **stand_ins.livekit_env})
-        vad = silero.VAD.load()
+        vad = silero.VAD.load()  # the baseline's: Silero's defaults
         pool = LinePool(stand_ins)
         async with pool.line(talk_line(llm_ttft=0, tts_ttfb=0, stt_latency=0)) as line:
-            ours = await Ours.warmed(line_settings(base, line), vad)
+            ours = await Ours.warmed(line_settings(base, line), load_vad(base))
             parts = ours.parts(line_settings(base, line), n=0, room_name="probe")
             probe = parts.session
             session = {
