@@ -360,7 +360,7 @@ def test_each_job_process_masks_its_handlers_in_prewarm(
     class PastInstalling(Exception):
         pass
 
-    def stop() -> None:
+    def stop(*_args: object, **_kwargs: object) -> None:
         raise PastInstalling
 
     monkeypatch.setattr(agent.silero.VAD, "load", stop)

@@ -87,7 +87,7 @@ def test_a_short_silence_is_allowed_when_silence_alone_decides() -> None:
     assert read(vad_silence=0.2, end_of_turn_model="off").turn_taking.vad_silence == 0.2
 
 
-def test_the_session_and_the_vad_run_with_the_settings() -> None:
+async def test_the_session_and_the_vad_run_with_the_settings() -> None:
     settings = read(vad_silence=0.35, min_delay=0.25, max_delay=0.9, preemptive_tts=True)
     vad = load_vad(settings)
     session = build_session(settings, None, vad)
@@ -101,7 +101,7 @@ def test_the_session_and_the_vad_run_with_the_settings() -> None:
     assert session.options.preemptive_generation["preemptive_tts"] is True
 
 
-def test_without_the_model_silence_alone_ends_the_turn() -> None:
+async def test_without_the_model_silence_alone_ends_the_turn() -> None:
     settings = read(end_of_turn_model="off", vad_silence=0.6, preemptive_generation=False)
     session = build_session(settings, None, load_vad(settings))
 
