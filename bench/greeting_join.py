@@ -23,6 +23,7 @@ from unittest import mock
 from livekit.agents import JobExecutorType, JobProcess
 from livekit.agents.testing import fake_job_context
 
+import agent  # its plugins register on the main thread; prewarm runs in another
 from tests.support.caller_audio import CallerLine
 from tests.support.stand_in_room import StandInRoom, phone_caller
 
@@ -32,8 +33,6 @@ WAIT_LIMIT_S = 10.0
 def prewarmed(env: dict[str, str]) -> JobProcess:
     """A job process's state after ``agent.prewarm`` (run in a thread: it runs its own
     event loop, as it does in a worker)."""
-    import agent
-
     proc = JobProcess(executor_type=JobExecutorType.PROCESS, user_arguments=None, http_proxy=None)
     with mock.patch.dict(os.environ, env):
         agent.prewarm(proc)
@@ -42,14 +41,12 @@ def prewarmed(env: dict[str, str]) -> JobProcess:
 
 async def one_greeting(proc: JobProcess, n: int) -> float:
     """Seconds from the caller joining to the first audible frame of the greeting."""
-    import agent
-
     room = StandInRoom(f"join-{n}", listen=True)
     line = CallerLine()
     published = asyncio.Event()
     room.on("local_track_published", lambda *_: published.set())
     try:
-        with fake_job_context(room=room) as ctx:
+        with fake_job_context(room=room, job_id=f"bench-join-{n}") as ctx:
             ctx.proc.userdata.update(proc.userdata)
             job = asyncio.create_task(agent.answer_call(ctx))
             await asyncio.sleep(0.2)  # the job is up, waiting for its caller
@@ -73,9 +70,9 @@ async def one_greeting(proc: JobProcess, n: int) -> float:
     return first - joined
 
 
-async def greeting_from_join(env: dict[str, str], *, calls: int) -> dict[str, Any]:
+async def greeting_from_join(proc: JobProcess, *, calls: int) -> dict[str, Any]:
+    """``calls`` calls, one after another, in the job process state ``proc``."""
     from bench.run import summary
 
-    proc = await asyncio.to_thread(prewarmed, env)
     samples = [await one_greeting(proc, n) for n in range(calls)]
     return {"join_to_first_audible_s": summary(samples)}

@@ -159,7 +159,7 @@ async def process_phase(stand_ins: StandInProcess, quick: bool) -> dict[str, Any
     caller's join (bench/greeting_join.py), in a scratch directory of their own."""
     import tempfile
 
-    from bench.greeting_join import greeting_from_join
+    from bench.greeting_join import greeting_from_join, prewarmed
     from bench.pool import CONFIG_ENV
     from bench.process_model import (
         cold_starts,
@@ -179,9 +179,11 @@ async def process_phase(stand_ins: StandInProcess, quick: bool) -> dict[str, Any
         )
         line = await stand_ins.open_line(LineConfig(replies=(), transcripts=(), tts_ttfb=0.2))
         env = {**line_env(line, work / "join-data"), **stand_ins.livekit_env}
-        asked = await speech_requests(stand_ins, line)
-        join = await greeting_from_join(env, calls=3 if quick else 12)
+        proc = await asyncio.to_thread(prewarmed, env)
+        asked = await speech_requests(stand_ins, line)  # prewarm's: a fresh data directory
+        join = await greeting_from_join(proc, calls=3 if quick else 12)
         join["tts_requests"] = await speech_requests(stand_ins, line) - asked
+        join["tts_requests_in_prewarm"] = asked
     return {
         "cold_start": cold,
         "concurrency": {level: per_level(results) for level, results in calls.items()},

@@ -173,7 +173,8 @@ def process_section(results: dict[str, Any]) -> list[str]:
     out.append(
         f"  Greeting: caller joins -> first audible frame of the agent's track p50 "
         f"{_ms(j.get('p50'))}, p95 {_ms(j.get('p95'))} ({j.get('n')} calls; "
-        f"{join['tts_requests']} TTS requests in them)"
+        f"{join['tts_requests']} TTS requests in them, "
+        f"{join.get('tts_requests_in_prewarm', 'n/a')} in the prewarm before them)"
     )
     out.append(
         "  CPU = the job process's CPU time (all threads) / wall time, in one core; "
