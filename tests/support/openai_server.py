@@ -451,6 +451,7 @@ class LoopbackOpenAI:
         self.unexpected: list[str] = []
         self.faults: list[FaultRule] = []
         self._script: deque[Reply] = deque()
+        self._tool_scripts: dict[str, deque[Reply]] = {}
         self._transcripts: deque[str] = deque()
         self._arrived = asyncio.Condition()
         self._in_flight = 0
@@ -474,6 +475,13 @@ class LoopbackOpenAI:
     def script(self, *replies: Reply) -> None:
         """Queue chat replies; each answered chat request takes the next."""
         self._script.extend(replies)
+
+    def script_for_tool(self, tool: str, *replies: Reply) -> None:
+        """Queue chat replies only for requests that offer ``tool`` (e.g. AMD's
+        save_prediction): such a request takes the next of these before the main script,
+        and when the framework decides without asking (AMD's short-greeting path), they
+        are simply not used. Not counted in ``remaining``."""
+        self._tool_scripts.setdefault(tool, deque()).extend(replies)
 
     def script_transcripts(self, *texts: str) -> None:
         """Queue transcripts; each answered transcription request takes the next."""
@@ -738,8 +746,18 @@ class LoopbackOpenAI:
         self, request: web.Request, recorded: ChatRequest, out: _Answer
     ) -> web.StreamResponse:
         body = recorded.body
+        dedicated = next(
+            (
+                self._tool_scripts[name]
+                for name in recorded.tool_names
+                if self._tool_scripts.get(name)
+            ),
+            None,
+        )
         if out.fault is not None:  # broken midway: the beginning of the next reply
             reply = self._script[0] if self._script else FILLER
+        elif dedicated:
+            reply = dedicated.popleft()
         elif self._script:
             reply = self._script.popleft()
         else:

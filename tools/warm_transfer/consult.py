@@ -48,7 +48,7 @@ async def consult(
             # from here on they may answer, even over the end of the question
             consult.open_for_questions(destination.consult_timeout)
             question = words.warm("consult_question", destination, **about)
-            await _say(consult, presence, f"{summary.result()} {question}")
+            await _say(consult, presence, f"{summary.result()} {question}", interruptible=True)
     finally:
         summary.cancel()
     if not consult.decided.done() and not consult.questions_open:
@@ -76,10 +76,13 @@ async def consult(
     )
 
 
-async def _say(consult: ConsultSession, presence: Presence, text: str) -> bool:
+async def _say(
+    consult: ConsultSession, presence: Presence, text: str, *, interruptible: bool = False
+) -> bool:
     """Part of the briefing; False when the person decided meanwhile (the rest is
     skipped); raises when either hangs up."""
-    if await consult.say(text, *presence.departures, consult.decision_made):
+    stops = (*presence.departures, consult.decision_made)
+    if await consult.say(text, *stops, interruptible=interruptible):
         return True
     if consult.decision_made.is_set():
         return False

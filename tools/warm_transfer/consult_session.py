@@ -178,17 +178,19 @@ class ConsultSession:
 
     # ------------------------------------------------------------------ talking
 
-    async def say(self, text: str, *stops: asyncio.Event) -> bool:
-        """Say ``text`` to the person, uninterruptibly, until played out; False when a
-        stop came first (it is cut off then) or the session cannot speak."""
+    async def say(self, text: str, *stops: asyncio.Event, interruptible: bool = False) -> bool:
+        """Say ``text`` to the person until played out, uninterruptibly unless
+        ``interruptible`` (a question they may answer over: their words then end it and
+        get a reply, where over uninterruptible speech the framework would drop them);
+        False when a stop came first (it is cut off then) or the session cannot speak."""
         try:
-            handle = self.session.say(text, allow_interruptions=False)
+            handle = self.session.say(text, allow_interruptions=interruptible)
         except RuntimeError:
             return False
         if not await until(handle.wait_for_playout(), self.closed, *stops):
             handle.interrupt(force=True)
             return False
-        return not handle.interrupted
+        return interruptible or not handle.interrupted
 
     def forget_greeting(self) -> None:
         """What the person said before the briefing (their greeting, their reply to the
