@@ -24,7 +24,6 @@ import logging
 import os
 import sys
 from collections.abc import AsyncIterable, Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
 from dotenv import load_dotenv
@@ -40,11 +39,11 @@ from livekit.agents import (
 )
 from livekit.agents import llm as agents_llm
 from livekit.agents import tts as agents_tts
-from livekit.agents.llm import Toolset
 from livekit.plugins import silero
 
 import commands
 import prompts
+from call_tools import CallTools, keypad_for
 from caller import Caller, SttChoice, await_sip_attributes, choose_stt, find_caller, resolve_line
 from config import ConfigError, Settings, load_settings
 from console_text import ConsoleTranscript, show_in_console, text_mode
@@ -52,7 +51,6 @@ from greeting_store import GreetingStore
 from greetings import GreetingAudio, Voice
 from journal import CallJournal, Clock, utc_now
 from keeping import keep_record, open_store, purge_old, start_delivery
-from keypad import Keypad
 from lifecycle import CallLifecycle
 from models import (
     SESSION_CONNECT,
@@ -71,13 +69,6 @@ from prompts import Words
 from rescue import ApologyAudio, CallRescue
 from server_api import CallServer
 from store import Store, StoreError
-from tools.cold_transfer import TOOL_NAME as COLD_TOOL
-from tools.cold_transfer import ColdTransferTool
-from tools.end_call import EndCall
-from tools.ladder import FallbackLadder
-from tools.message import TakeMessageTool
-from tools.warm_transfer import TOOL_NAME as WARM_TOOL
-from tools.warm_transfer import WarmTransferTool
 
 logger = logging.getLogger("phone-assistant")
 
@@ -123,59 +114,6 @@ class PhoneAssistant(Agent):
             audio=self._greeting_audio or NOT_GIVEN,
             allow_interruptions=False,
         )
-
-
-@dataclass(frozen=True)
-class CallTools:
-    """end_call always; a transfer tool for each transfer mode a destination allows.
-    The keypad escape runs the same transfer tools."""
-
-    end_call: EndCall
-    cold: ColdTransferTool | None
-    warm: WarmTransferTool | None
-    message: TakeMessageTool | None = None
-
-    @classmethod
-    def for_call(
-        cls,
-        settings: Settings,
-        caller: Caller,
-        lifecycle: CallLifecycle,
-        words: Words,
-        store: Store | None = None,
-    ) -> CallTools:
-        """``store``: where messages are kept; without one, no messages are taken."""
-        modes = {"cold": COLD_TOOL, "warm": WARM_TOOL}
-        modes = {mode: tool for mode, tool in modes.items() if settings.destinations_for(mode)}
-        ladder = FallbackLadder(
-            settings.destinations_by_key,
-            clock=lifecycle.journal.clock,
-            messages=store is not None,
-            tools=modes,
-        )
-        return cls(
-            end_call=EndCall(lifecycle),
-            cold=ColdTransferTool(settings.destinations, caller, lifecycle, words, ladder)
-            if "cold" in modes
-            else None,
-            warm=WarmTransferTool(settings, caller, lifecycle, words, ladder)
-            if "warm" in modes
-            else None,
-            message=TakeMessageTool(
-                settings.destinations_by_key,
-                caller,
-                lifecycle,
-                words,
-                store,
-                deliver=settings.webhook is not None,
-            )
-            if store is not None
-            else None,
-        )
-
-    def all(self) -> list[Toolset]:
-        tools = (self.end_call, self.cold, self.warm, self.message)
-        return [tool for tool in tools if tool is not None]
 
 
 def build_session(
@@ -432,28 +370,6 @@ def prepare_call(
     lifecycle.rescue = rescue_for(settings, lifecycle, caller, words, voice, greetings)
     lifecycle.watch(session)
     return session, agent
-
-
-def keypad_for(
-    settings: Settings,
-    caller: Caller,
-    lifecycle: CallLifecycle,
-    session: AgentSession,
-    words: Words,
-    tools: CallTools,
-) -> Keypad | None:
-    """The keypad escape of ``[keypad]``, for a caller on a phone (one with a keypad)."""
-    if not caller.is_phone or not settings.keypad:
-        return None
-    return Keypad(
-        {digit: settings.destinations_by_key[key] for digit, key in settings.keypad.items()},
-        caller=caller.identity,
-        lifecycle=lifecycle,
-        session=session,
-        words=words,
-        cold=tools.cold,
-        warm=tools.warm,
-    )
 
 
 def rescue_for(
