@@ -19,7 +19,7 @@ import signal
 import struct
 import sys
 import termios
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -30,6 +30,7 @@ from tests.support.scripted_llm import call, say
 ROOT = Path(__file__).resolve().parents[2]
 NO_AUDIO = ROOT / "tests" / "support" / "no_audio"
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07|\r")
+PROMPT = "\u276f "  # the input line: this mark, what is typed, then the cursor
 GREETING = "Thank you for calling Acme Dental. How can I help you today?"
 
 
@@ -59,16 +60,46 @@ class Terminal:
 
     async def wait_for(self, words: str, *, after: int = 0, within: float = 60) -> int:
         """Wait until ``words`` is printed (past ``after``); where it ends."""
-        async with asyncio.timeout(within):
-            while (found := self.text.find(words, after)) < 0:
-                if self.process.returncode is not None:
-                    raise AssertionError(f"exited {self.process.returncode}:\n{self.text}")
-                self._more.clear()
-                await self._more.wait()
-        return found + len(words)
+        await self._until(lambda: self.text.find(words, after) >= 0, words, within)
+        return self.text.find(words, after) + len(words)
 
-    def type(self, line: str) -> None:
-        os.write(self._master, line.encode() + b"\r")
+    async def type(self, line: str) -> None:
+        """Type ``line`` and Enter as a person does: a key, then a look at the input line.
+
+        The console reads one key at a time and sets the terminal up again before each
+        (termios TCSAFLUSH), which drops keys typed ahead of it: a whole line written at
+        once can lose its start on a busy machine. A key not shown within a few seconds
+        was dropped and is typed again."""
+        for typed in (line[: i + 1] for i in range(len(line))):
+            for _ in range(3):
+                os.write(self._master, typed[-1].encode())
+                try:
+                    await self._until(lambda t=typed: self.input_line == t, f"{PROMPT}{typed}", 5)
+                    break
+                except TimeoutError:
+                    if self.input_line != typed[:-1]:
+                        raise
+            else:
+                raise AssertionError(f"{typed[-1]!r} was never taken:\n{self.text}")
+        os.write(self._master, b"\r")
+
+    @property
+    def input_line(self) -> str:
+        """What the input line shows now (the last one drawn), without its cursor."""
+        start = self.text.rfind(PROMPT)
+        end = self.text.find("█", start)
+        return self.text[start + len(PROMPT) : end] if 0 <= start < end else ""
+
+    async def _until(self, shown: Callable[[], bool], what: str, within: float) -> None:
+        try:
+            async with asyncio.timeout(within):
+                while not shown():
+                    if self.process.returncode is not None:
+                        raise AssertionError(f"exited {self.process.returncode}:\n{self.text}")
+                    self._more.clear()
+                    await self._more.wait()
+        except TimeoutError:
+            raise TimeoutError(f"{what!r} not shown in {within} s:\n{self.text[-3000:]}") from None
 
 
 @pytest.fixture
@@ -137,7 +168,7 @@ async def test_typing_needs_no_deepgram_and_the_greeting_is_an_agent_line(
     openai_server.script(say("We are open from nine to five, Monday to Friday."))
 
     end = await console.wait_for(GREETING)
-    console.type("When are you open?")
+    await console.type("When are you open?")
     await console.wait_for("We are open from nine to five, Monday to Friday.", after=end)
 
     assert agent_line(console.text, GREETING, before="● You")
@@ -162,7 +193,7 @@ async def test_a_transfer_shows_what_a_phone_call_would_have_heard_and_been_sent
     )
 
     end = await console.wait_for(GREETING)
-    console.type("Put me through to billing, please.")
+    await console.type("Put me through to billing, please.")
     end = await console.wait_for("Nothing was sent: this is not a phone call.", after=end)
     await console.wait_for("I can only transfer you on a phone call.", after=end)
 
