@@ -382,6 +382,8 @@ async def test_with_an_llm_fallback_the_fallback_model_answers(
             answer = await c.playout.finished(2)
             assert answer.heard_from is not None
             timing.mark("first reply audio", answer.heard_from)
+            # the adapter's probe of the primary runs in the background: wait for it
+            await world.openai.wait_for_requests(2, model=settings.models.llm, timeout=10)
             await world.openai.settled()
             chats = [(r.model, r.status) for r in world.openai.chat_requests]
             c.room.hang_up(participant.identity)
