@@ -7,9 +7,9 @@ instead of one restart per mistake.
 
 The flow, top to bottom here: ``load_settings`` reads the secrets (``load_secrets``)
 and the file (config_file.py), then ``parse_settings`` turns the file's tables into
-Settings, each table by its parser in config_tables.py, with the checks of
-config_checks.py. The frozen types are in config_types.py. Everything the rest of the
-worker imports is importable from here.
+Settings, each table by its parser (config_tables.py, config_destinations.py and the
+other config_*.py), with the checks of config_checks.py. The frozen types are in
+config_types.py. Everything the rest of the worker imports is importable from here.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from config_checks import (
     environment_problems,
     shown_url,
 )
+from config_destinations import parse_destinations
 from config_fallbacks import parse_keypad, parse_reach
 from config_file import read_config
 from config_placeholders import environment_placeholder
@@ -36,7 +37,6 @@ from config_storage import WEBHOOK_SECRET, parse_storage, parse_webhook
 from config_tables import (
     FALLBACK_PROVIDERS,
     MAX_FALLBACKS,
-    parse_destinations,
     parse_lines,
     parse_models,
     parse_on_failure,
