@@ -20,16 +20,16 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 from types import MappingProxyType
-from typing import Any, NamedTuple, Self, TypeVar
+from typing import Any, NamedTuple, Self
 
+import records_fields as check
 from privacy import mask_number, mask_numbers, safe_name
-
-
-class RecordError(ValueError):
-    """A record value that does not fit its field; the message names the field."""
+from records_fields import RecordError as RecordError
+from records_fields import iso as iso
+from records_fields import parse_iso as parse_iso
 
 
 class Outcome(StrEnum):
@@ -60,81 +60,6 @@ class AttemptOutcome(StrEnum):
     UNKNOWN = "unknown"  # the request's answer never came (one request per action)
 
 
-# --------------------------------------------------------------------------- values
-
-_E = TypeVar("_E", bound=StrEnum)
-
-
-def iso(moment: datetime) -> str:
-    """The one text form of a time in records, the database and the webhook."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def parse_iso(text: Any, where: str) -> datetime:
-    """An ISO-8601 time with an offset, as a UTC datetime; ``where`` names the field."""
-    if not isinstance(text, str):
-        raise RecordError(f"{where}: expected an ISO-8601 time as text, got {type(text).__name__}")
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise RecordError(f"{where}: not an ISO-8601 time: {safe_name(text[:40])!r}") from None
-    return _utc(moment, where)
-
-
-def _utc(moment: Any, where: str) -> datetime:
-    if not isinstance(moment, datetime):
-        raise RecordError(f"{where}: expected a datetime, got {type(moment).__name__}")
-    if moment.tzinfo is None or moment.utcoffset() is None:
-        raise RecordError(f"{where}: a time must carry its time zone (got a naive datetime)")
-    return moment.astimezone(UTC)
-
-
-def _text(value: Any, where: str, *, empty: bool = True) -> str:
-    if not isinstance(value, str):
-        raise RecordError(f"{where}: expected text, got {type(value).__name__}")
-    if not empty and not value.strip():
-        raise RecordError(f"{where}: must not be empty")
-    return value
-
-
-def _optional_text(value: Any, where: str) -> str | None:
-    return None if value is None else _text(value, where, empty=False)
-
-
-def _seconds(value: Any, where: str) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise RecordError(f"{where}: expected a number of seconds, got {value!r}")
-    if value < 0:
-        raise RecordError(f"{where}: must not be negative, got {value!r}")
-    return float(value)
-
-
-def _enum(kind: type[_E], value: Any, where: str) -> _E:
-    try:
-        return kind(value)
-    except ValueError:
-        allowed = ", ".join(m.value for m in kind)
-        raise RecordError(f"{where}: {safe_name(str(value))!r} is not one of {allowed}") from None
-
-
-def _set(obj: object, name: str, value: Any) -> None:
-    object.__setattr__(obj, name, value)  # normalizing a frozen dataclass in __post_init__
-
-
-def _fields(data: Any, where: str) -> Mapping[str, Any]:
-    if not isinstance(data, Mapping):
-        raise RecordError(f"{where}: expected a JSON object, got {type(data).__name__}")
-    return data
-
-
-def _get(data: Mapping[str, Any], key: str, where: str) -> Any:
-    if key not in data:
-        raise RecordError(f"{where}.{key}: missing")
-    return data[key]
-
-
 # --------------------------------------------------------------------------- message
 
 
@@ -155,13 +80,13 @@ class Message:
 
     def __post_init__(self) -> None:
         for name in ("id", "call_id", "line_id", "callback_number", "language"):
-            _text(getattr(self, name), f"message.{name}", empty=False)
-        _text(self.caller_name, "message.caller_name")
-        _text(self.about, "message.about")
+            check.text(getattr(self, name), f"message.{name}", empty=False)
+        check.text(self.caller_name, "message.caller_name")
+        check.text(self.about, "message.about")
         if not isinstance(self.callback_number_confirmed, bool):
             raise RecordError("message.callback_number_confirmed: expected true or false")
-        _optional_text(self.destination_key, "message.destination_key")
-        _set(self, "created_at", _utc(self.created_at, "message.created_at"))
+        check.optional_text(self.destination_key, "message.destination_key")
+        check.set_field(self, "created_at", check.utc(self.created_at, "message.created_at"))
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -179,17 +104,17 @@ class Message:
 
     @classmethod
     def from_json(cls, data: Any) -> Self:
-        d = _fields(data, "message")
+        d = check.fields(data, "message")
         return cls(
-            id=_get(d, "id", "message"),
-            call_id=_get(d, "call_id", "message"),
-            created_at=parse_iso(_get(d, "created_at", "message"), "message.created_at"),
-            line_id=_get(d, "line_id", "message"),
-            caller_name=_get(d, "caller_name", "message"),
-            callback_number=_get(d, "callback_number", "message"),
-            callback_number_confirmed=_get(d, "callback_number_confirmed", "message"),
-            about=_get(d, "about", "message"),
-            language=_get(d, "language", "message"),
+            id=check.get(d, "id", "message"),
+            call_id=check.get(d, "call_id", "message"),
+            created_at=parse_iso(check.get(d, "created_at", "message"), "message.created_at"),
+            line_id=check.get(d, "line_id", "message"),
+            caller_name=check.get(d, "caller_name", "message"),
+            callback_number=check.get(d, "callback_number", "message"),
+            callback_number_confirmed=check.get(d, "callback_number_confirmed", "message"),
+            about=check.get(d, "about", "message"),
+            language=check.get(d, "language", "message"),
             destination_key=d.get("destination_key"),
         )
 
@@ -219,16 +144,22 @@ class TransferAttempt:
     detail: str = ""  # e.g. the SIP reason phrase, or why the outcome is unknown
 
     def __post_init__(self) -> None:
-        _text(self.destination_key, "transfer_attempt.destination_key", empty=False)
-        _set(self, "mode", _enum(TransferMode, self.mode, "transfer_attempt.mode"))
-        _set(self, "outcome", _enum(AttemptOutcome, self.outcome, "transfer_attempt.outcome"))
-        _set(self, "started_at", _utc(self.started_at, "transfer_attempt.started_at"))
+        check.text(self.destination_key, "transfer_attempt.destination_key", empty=False)
+        check.set_field(
+            self, "mode", check.one_of(TransferMode, self.mode, "transfer_attempt.mode")
+        )
+        check.set_field(
+            self, "outcome", check.one_of(AttemptOutcome, self.outcome, "transfer_attempt.outcome")
+        )
+        check.set_field(
+            self, "started_at", check.utc(self.started_at, "transfer_attempt.started_at")
+        )
         status = self.sip_status
         if status is not None and (isinstance(status, bool) or not isinstance(status, int)):
             raise RecordError(f"transfer_attempt.sip_status: expected an integer, got {status!r}")
         if status is not None and not 100 <= status <= 699:
             raise RecordError(f"transfer_attempt.sip_status: {status} is not a SIP status code")
-        _text(self.detail, "transfer_attempt.detail")
+        check.text(self.detail, "transfer_attempt.detail")
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -242,14 +173,14 @@ class TransferAttempt:
 
     @classmethod
     def from_json(cls, data: Any) -> Self:
-        d = _fields(data, "transfer_attempt")
+        d = check.fields(data, "transfer_attempt")
         return cls(
-            destination_key=_get(d, "destination_key", "transfer_attempt"),
-            mode=_get(d, "mode", "transfer_attempt"),
+            destination_key=check.get(d, "destination_key", "transfer_attempt"),
+            mode=check.get(d, "mode", "transfer_attempt"),
             started_at=parse_iso(
-                _get(d, "started_at", "transfer_attempt"), "transfer_attempt.started_at"
+                check.get(d, "started_at", "transfer_attempt"), "transfer_attempt.started_at"
             ),
-            outcome=_get(d, "outcome", "transfer_attempt"),
+            outcome=check.get(d, "outcome", "transfer_attempt"),
             sip_status=d.get("sip_status"),
             detail=d.get("detail") or "",
         )
@@ -280,14 +211,14 @@ class TurnLatency:
 
     def __post_init__(self) -> None:
         for name in TURN_FIGURES:
-            _set(self, name, _seconds(getattr(self, name), f"turn.{name}"))
+            check.set_field(self, name, check.seconds(getattr(self, name), f"turn.{name}"))
 
     def to_json(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in TURN_FIGURES}
 
     @classmethod
     def from_json(cls, data: Any) -> Self:
-        d = _fields(data, "turn")
+        d = check.fields(data, "turn")
         return cls(**{name: d.get(name) for name in TURN_FIGURES})
 
 
@@ -301,14 +232,16 @@ Usage = Mapping[str, Mapping[str, float]]
 
 def _usage(value: Any) -> Usage:
     """Model -> counters, copied into read-only mappings, keys sorted."""
-    outer = _fields(value, "usage")
+    outer = check.fields(value, "usage")
     result: dict[str, Mapping[str, float]] = {}
     for model in sorted(outer):
-        _text(model, "usage (a model name)", empty=False)
-        counters = _fields(outer[model], f"usage.{model}")
+        check.text(model, "usage (a model name)", empty=False)
+        counters = check.fields(outer[model], f"usage.{model}")
         inner: dict[str, float] = {}
         for name in sorted(counters):
-            where = f"usage.{model}.{_text(name, f'usage.{model} (a counter name)', empty=False)}"
+            where = (
+                f"usage.{model}.{check.text(name, f'usage.{model} (a counter name)', empty=False)}"
+            )
             number = counters[name]
             if isinstance(number, bool) or not isinstance(number, int | float):
                 raise RecordError(f"{where}: expected a number, got {number!r}")
@@ -339,30 +272,32 @@ class CallRecord:
     transcript: tuple[TranscriptLine, ...] | None = None  # only when configured
 
     def __post_init__(self) -> None:
-        _text(self.id, "call.id", empty=False)
-        _text(self.line_id, "call.line_id", empty=False)
-        _optional_text(self.caller_number, "call.caller_number")
-        _optional_text(self.destination_key, "call.destination_key")
-        _text(self.reason, "call.reason")
-        _set(self, "outcome", _enum(Outcome, self.outcome, "call.outcome"))
-        _set(self, "started_at", _utc(self.started_at, "call.started_at"))
-        _set(self, "ended_at", _utc(self.ended_at, "call.ended_at"))
+        check.text(self.id, "call.id", empty=False)
+        check.text(self.line_id, "call.line_id", empty=False)
+        check.optional_text(self.caller_number, "call.caller_number")
+        check.optional_text(self.destination_key, "call.destination_key")
+        check.text(self.reason, "call.reason")
+        check.set_field(self, "outcome", check.one_of(Outcome, self.outcome, "call.outcome"))
+        check.set_field(self, "started_at", check.utc(self.started_at, "call.started_at"))
+        check.set_field(self, "ended_at", check.utc(self.ended_at, "call.ended_at"))
         if self.ended_at < self.started_at:
             raise RecordError("call.ended_at: is before call.started_at")
         for name, kind in (("transfer_attempts", TransferAttempt), ("turns", TurnLatency)):
             items = tuple(getattr(self, name))
             if not all(isinstance(item, kind) for item in items):
                 raise RecordError(f"call.{name}: expected {kind.__name__} items")
-            _set(self, name, items)
-        _set(self, "usage", _usage(self.usage))
+            check.set_field(self, name, items)
+        check.set_field(self, "usage", _usage(self.usage))
         if self.transcript is not None:
             lines = []
             for i, line in enumerate(self.transcript):
                 if not (isinstance(line, tuple) and len(line) == 2):
                     raise RecordError(f"call.transcript[{i}]: expected (role, text)")
-                role = _text(line[0], f"call.transcript[{i}].role", empty=False)
-                lines.append(TranscriptLine(role, _text(line[1], f"call.transcript[{i}].text")))
-            _set(self, "transcript", tuple(lines))
+                role = check.text(line[0], f"call.transcript[{i}].role", empty=False)
+                lines.append(
+                    TranscriptLine(role, check.text(line[1], f"call.transcript[{i}].text"))
+                )
+            check.set_field(self, "transcript", tuple(lines))
 
     def __reduce__(self) -> tuple[Any, ...]:
         # the read-only usage mappings do not pickle; the JSON shape does
@@ -394,31 +329,31 @@ class CallRecord:
 
     @classmethod
     def from_json(cls, data: Any) -> Self:
-        d = _fields(data, "call")
+        d = check.fields(data, "call")
         transcript = d.get("transcript")
         if transcript is not None and not isinstance(transcript, list):
             raise RecordError("call.transcript: expected a list or null")
         return cls(
-            id=_get(d, "id", "call"),
-            started_at=parse_iso(_get(d, "started_at", "call"), "call.started_at"),
-            ended_at=parse_iso(_get(d, "ended_at", "call"), "call.ended_at"),
-            line_id=_get(d, "line_id", "call"),
+            id=check.get(d, "id", "call"),
+            started_at=parse_iso(check.get(d, "started_at", "call"), "call.started_at"),
+            ended_at=parse_iso(check.get(d, "ended_at", "call"), "call.ended_at"),
+            line_id=check.get(d, "line_id", "call"),
             caller_number=d.get("caller_number"),
-            outcome=_get(d, "outcome", "call"),
+            outcome=check.get(d, "outcome", "call"),
             destination_key=d.get("destination_key"),
             reason=d.get("reason") or "",
             transfer_attempts=tuple(
-                TransferAttempt.from_json(a) for a in _list(d, "transfer_attempts")
+                TransferAttempt.from_json(a) for a in check.list_of(d, "transfer_attempts")
             ),
-            turns=tuple(TurnLatency.from_json(t) for t in _list(d, "turns")),
+            turns=tuple(TurnLatency.from_json(t) for t in check.list_of(d, "turns")),
             usage=d.get("usage") or {},
             transcript=(
                 None
                 if transcript is None
                 else tuple(
                     TranscriptLine(
-                        _fields(line, f"call.transcript[{i}]").get("role"),
-                        _fields(line, f"call.transcript[{i}]").get("text"),
+                        check.fields(line, f"call.transcript[{i}]").get("role"),
+                        check.fields(line, f"call.transcript[{i}]").get("text"),
                     )
                     for i, line in enumerate(transcript)
                 )
@@ -436,12 +371,3 @@ class CallRecord:
             f"transfer_attempts={list(self.transfer_attempts)!r}, turns={len(self.turns)}, "
             f"usage={sorted(self.usage)}, transcript={transcript})"
         )
-
-
-def _list(data: Mapping[str, Any], key: str) -> list[Any]:
-    value = data.get(key)
-    if value is None:
-        return []
-    if not isinstance(value, list):
-        raise RecordError(f"call.{key}: expected a list")
-    return value
