@@ -17,6 +17,10 @@ docs/performance.md); the framework's own defaults are for wideband web calls.
                       in every mode; "auto": the framework's choice (LiveKit Cloud's
                       turn-detector-v1 in dev mode or hosted, otherwise the local one);
                       "off": silence alone decides (vad_silence + min_delay)
+  end_of_turn_threshold  the model's probability under which the caller is judged
+                      unfinished (waits max_delay); unset: the model's own per-language
+                      thresholds (English 0.36). On 8 kHz phone audio the model's
+                      probabilities run lower than on wideband (docs/performance.md)
   preemptive_generation  ask the LLM while the turn is still being decided (its answer
                       is dropped if the caller goes on)
   preemptive_tts      synthesize that answer early too (costs TTS for dropped answers)
@@ -47,6 +51,7 @@ class TurnTaking:
     min_delay: float = 0.3
     max_delay: float = 1.0
     end_of_turn_model: EndOfTurnModel = "local"
+    end_of_turn_threshold: float | None = None
     preemptive_generation: bool = True
     preemptive_tts: bool = False
 
@@ -56,6 +61,7 @@ _KEYS = {
     "min_delay",
     "max_delay",
     "end_of_turn_model",
+    "end_of_turn_threshold",
     "preemptive_generation",
     "preemptive_tts",
 }
@@ -93,9 +99,24 @@ def parse_turn_taking(raw: Mapping[str, Any], p: Problems) -> TurnTaking:
         min_delay=min_delay,
         max_delay=max_delay,
         end_of_turn_model=model,
+        end_of_turn_threshold=_threshold(raw, model, p),
         preemptive_generation=_flag(raw, "preemptive_generation", True, p),
         preemptive_tts=_flag(raw, "preemptive_tts", False, p),
     )
+
+
+def _threshold(raw: Mapping[str, Any], model: EndOfTurnModel, p: Problems) -> float | None:
+    value = raw.get("end_of_turn_threshold")
+    if value is None:
+        return None
+    where = "turn_taking.end_of_turn_threshold"
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 1:
+        p.add(where, value, "must be a probability between 0 and 1, e.g. 0.25")
+        return None
+    if model == "off":
+        p.add(where, value, 'has no effect with end_of_turn_model = "off": remove one of them')
+        return None
+    return float(value)
 
 
 def _seconds(raw: Mapping[str, Any], key: str, default: float, p: Problems, *, low: float) -> float:

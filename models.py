@@ -14,10 +14,13 @@ that does not answer before the next model, or the rescue, takes over.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from livekit.agents import NOT_GIVEN, APIConnectOptions, inference
 from livekit.agents import llm as agents_llm
 from livekit.agents import stt as agents_stt
 from livekit.agents import tts as agents_tts
+from livekit.agents.types import NotGivenOr
 from livekit.agents.voice.agent_session import SessionConnectOptions
 from livekit.agents.voice.turn import TurnDetectionMode, TurnHandlingOptions
 from livekit.plugins import deepgram, openai, silero
@@ -162,10 +165,15 @@ def turn_handling(settings: Settings) -> TurnHandlingOptions:
     detection: TurnDetectionMode | None
     if turns.end_of_turn_model == "off":
         detection = "vad"  # silence alone: the VAD's end of speech + min_delay
-    elif turns.end_of_turn_model == "local":
-        detection = inference.TurnDetector(version="v1-mini")
     else:
-        detection = inference.TurnDetector()  # the framework's choice
+        # the framework's choice ("auto"), or its local model in every mode
+        version: NotGivenOr[Literal["v1-mini"]] = (
+            "v1-mini" if turns.end_of_turn_model == "local" else NOT_GIVEN
+        )
+        threshold = turns.end_of_turn_threshold
+        detection = inference.TurnDetector(
+            version=version, unlikely_threshold=NOT_GIVEN if threshold is None else threshold
+        )
     return TurnHandlingOptions(
         turn_detection=detection,
         endpointing={"min_delay": turns.min_delay, "max_delay": turns.max_delay},

@@ -41,7 +41,8 @@ def test_every_setting_is_read() -> None:
         vad_silence=0.4,
         min_delay=0.2,
         max_delay=1.5,
-        end_of_turn_model="off",
+        end_of_turn_model="auto",
+        end_of_turn_threshold=0.2,
         preemptive_generation=False,
         preemptive_tts=True,
     )
@@ -49,7 +50,8 @@ def test_every_setting_is_read() -> None:
         vad_silence=0.4,
         min_delay=0.2,
         max_delay=1.5,
-        end_of_turn_model="off",
+        end_of_turn_model="auto",
+        end_of_turn_threshold=0.2,
         preemptive_generation=False,
         preemptive_tts=True,
     )
@@ -76,6 +78,14 @@ def test_every_setting_is_read() -> None:
             '"local"',
         ),
         ({"preemptive_tts": "yes"}, "turn_taking.preemptive_tts = 'yes': must be true or false"),
+        (
+            {"end_of_turn_threshold": 1.5},
+            "turn_taking.end_of_turn_threshold = 1.5: must be a probability between 0 and 1",
+        ),
+        (
+            {"end_of_turn_threshold": 0.2, "end_of_turn_model": "off"},
+            "turn_taking.end_of_turn_threshold = 0.2: has no effect with end_of_turn_model",
+        ),
         ({"endpointing": 0.5}, "turn_taking.endpointing: unknown setting"),
     ],
 )
@@ -99,6 +109,17 @@ async def test_the_session_and_the_vad_run_with_the_settings() -> None:
     assert session.options.endpointing["max_delay"] == 0.9
     assert session.options.preemptive_generation["enabled"] is True
     assert session.options.preemptive_generation["preemptive_tts"] is True
+    # no threshold set: the model's own, per language
+    assert await session.turn_detection.unlikely_threshold(None) == 0.36
+
+
+async def test_a_threshold_set_for_the_model_is_the_one_the_session_judges_by() -> None:
+    settings = read(end_of_turn_threshold=0.2)
+    session = build_session(settings, None, load_vad(settings))
+
+    assert isinstance(session.turn_detection, TurnDetector)
+    assert session.turn_detection.model == "turn-detector-v1-mini"
+    assert await session.turn_detection.unlikely_threshold(None) == 0.2
 
 
 async def test_without_the_model_silence_alone_ends_the_turn() -> None:
