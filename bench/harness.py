@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 from livekit.agents import Agent, AgentSession, JobContext, llm
 from livekit.agents.testing import fake_job_context
+from livekit.agents.vad import VAD
 from livekit.agents.voice.events import ConversationItemAddedEvent
 from livekit.plugins import silero
 
@@ -224,12 +225,12 @@ class Contender(Protocol):
 class Ours:
     """Our agent, built the way ``agent.answer_call`` builds it."""
 
-    vad: silero.VAD
+    vad: VAD  # the worker's Silero plugin, or another VAD the bench compares with it
     greetings: GreetingAudio
     name: str = "ours"
 
     @classmethod
-    async def warmed(cls, settings: Settings, vad: silero.VAD) -> Ours:
+    async def warmed(cls, settings: Settings, vad: VAD) -> Ours:
         """As ``agent.prewarm`` leaves a job process: greetings synthesized before any call."""
         from agent import make_ahead
         from greetings import GreetingAudio

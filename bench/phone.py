@@ -9,7 +9,9 @@ prints figures, not a test. Phases, in order:
   voice      voice to voice on the turn-taking speech set (bench/voice.py): ours (as
              assistant.toml configures it) and the starter-shaped baseline
              (bench/baseline.py), their calls running at the same time, >= 100 turns each
-  variants   (--variants) other [turn_taking] settings side by side with the baseline
+  variants   (--variant) other [turn_taking] settings side by side with ours and the
+             baseline, and the framework's own VAD (``vad=framework``: livekit.agents
+             .inference.VAD, its native Silero) in place of the Silero plugin
   process    the worker's process model (bench/process_model.py): a call finding no idle
              process, memory and CPU per call, voice to voice as concurrent calls grow
 """
@@ -32,7 +34,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from livekit.agents import inference  # noqa: E402
 from livekit.agents.utils import http_context  # noqa: E402
+from livekit.agents.vad import VAD  # noqa: E402
 from livekit.plugins import silero  # noqa: E402
 
 from bench.harness import Baseline, Closing, Contender, Ours, line_settings  # noqa: E402
@@ -45,16 +49,31 @@ from models import load_vad  # noqa: E402
 
 PROVIDER_ENV = {"DEEPGRAM_API_KEY": "dg-test", "OPENAI_API_KEY": "sk-test"}
 STAGGER_S = 1.3  # calls start this far apart, so their turns do not end in lockstep
+VADS = ("silero", "framework")
 
 
 async def warmed_ours(
-    stand_ins: StandInProcess, base: Settings, turn_taking: TurnTaking, name: str
+    stand_ins: StandInProcess,
+    base: Settings,
+    turn_taking: TurnTaking,
+    name: str,
+    *,
+    vad_kind: str = "silero",
 ) -> Ours:
-    """Our agent with ``turn_taking``, its greetings made as prewarm makes them."""
+    """Our agent with ``turn_taking``, its greetings made as prewarm makes them, hearing
+    the caller through the Silero plugin (as the worker does) or the framework's VAD."""
     settings = dataclasses.replace(base, turn_taking=turn_taking)
     line = await stand_ins.open_line(LineConfig(replies=(), transcripts=()))
-    ours = await Ours.warmed(line_settings(settings, line), load_vad(settings))
+    ours = await Ours.warmed(line_settings(settings, line), a_vad(vad_kind, settings))
     return _Named(ours, name, settings)  # type: ignore[return-value]
+
+
+def a_vad(kind: str, settings: Settings) -> VAD:
+    """Both with the same silence: the worker's Silero plugin (onnxruntime), or the
+    framework's own (``livekit.agents.inference.VAD``, Silero run natively)."""
+    if kind == "framework":
+        return inference.VAD(min_silence_duration=settings.turn_taking.vad_silence)
+    return load_vad(settings)
 
 
 @dataclasses.dataclass
@@ -82,6 +101,8 @@ async def side_by_side(
     *,
     turns: int,
     calls: int,
+    llm_ttft: float = 0.0,
+    tts_ttfb: float = 0.0,
 ) -> dict[str, Any]:
     """Every contender's ``calls`` calls at once, ``turns`` turns per contender in all."""
     closing = Closing()
@@ -99,6 +120,8 @@ async def side_by_side(
                     n=n,
                     turns=call_turns(i, per_call),
                     delay=STAGGER_S * n,
+                    llm_ttft=llm_ttft,
+                    tts_ttfb=tts_ttfb,
                 )
             )
             n += 1
@@ -131,7 +154,20 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
         "--variant",
         action="append",
         default=[],
-        help="a [turn_taking] variant measured beside ours: name:key=value,key=value",
+        help="a [turn_taking] variant measured beside ours: name:key=value,key=value "
+        "(and vad=framework for the framework's VAD)",
+    )
+    parser.add_argument(
+        "--llm-ttft",
+        type=float,
+        default=0.0,
+        help="voice to voice: the LLM stand-in's time to first token, seconds (0)",
+    )
+    parser.add_argument(
+        "--tts-ttfb",
+        type=float,
+        default=0.0,
+        help="voice to voice: the TTS stand-in's time to first byte, seconds (0)",
     )
     parser.add_argument("--no-baseline", action="store_true")
     parser.add_argument("--no-process", action="store_true", help="skip the process model")
@@ -150,7 +186,8 @@ def variant(spec: str) -> tuple[str, dict[str, Any]]:
     values: dict[str, Any] = {}
     for pair in filter(None, rest.split(",")):
         key, _, raw = pair.partition("=")
-        values[key] = raw if raw in ("local", "auto", "off") else json.loads(raw)
+        words = ("local", "auto", "off", *VADS)
+        values[key] = raw if raw in words else json.loads(raw)
     return name, values
 
 
@@ -199,22 +236,35 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         os.environ.update(stand_ins.livekit_env)
         base = load_settings({**PROVIDER_ENV, **stand_ins.livekit_env})
         contenders: list[Contender] = [await warmed_ours(stand_ins, base, base.turn_taking, "ours")]
+        vads = {"ours": "silero"}
         for spec in args.variant:
             name, values = variant(spec)
+            vads[name] = values.pop("vad", "silero")
+            if vads[name] not in VADS:
+                raise SystemExit(f"--variant {spec}: vad must be one of {', '.join(VADS)}")
             tt = dataclasses.replace(base.turn_taking, **values)
-            contenders.append(await warmed_ours(stand_ins, base, tt, name))
+            contenders.append(await warmed_ours(stand_ins, base, tt, name, vad_kind=vads[name]))
         if not args.no_baseline:
             contenders.append(Baseline(silero.VAD.load()))
         results["turn_taking"] = {
-            c.name: dataclasses.asdict(c.settings.turn_taking)
+            c.name: {**dataclasses.asdict(c.settings.turn_taking), "vad": vads[c.name]}
             for c in contenders
             if isinstance(c, _Named)
         }
+        results["providers"] = {"llm_ttft_s": args.llm_ttft, "tts_ttfb_s": args.tts_ttfb}
         turns = args.turns or (26 if args.quick else 104)
         for i in range(args.repeat):
             print(f"voice to voice, run {i + 1} of {args.repeat} ...", flush=True)
             results["voice"].append(
-                await side_by_side(stand_ins, base, contenders, turns=turns, calls=args.calls)
+                await side_by_side(
+                    stand_ins,
+                    base,
+                    contenders,
+                    turns=turns,
+                    calls=args.calls,
+                    llm_ttft=args.llm_ttft,
+                    tts_ttfb=args.tts_ttfb,
+                )
             )
         if not args.no_process:
             print("process model ...", flush=True)

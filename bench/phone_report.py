@@ -108,8 +108,11 @@ def voice_section(results: dict[str, Any]) -> list[str]:
             continue
         f = pooled(runs, name)
         rows.append(
-            (f"Variant {name}: p50 / p95, premature", f"{_ms(stat(f, 'voice_to_voice_s', 'p50'))}"
-             f" / {_ms(stat(f, 'voice_to_voice_s', 'p95'))}, {share(f)}", "", "", "", "")
+            (f"Variant {name}: p50 / p95, premature; VAD silence p50; judged unfinished",
+             f"{_ms(stat(f, 'voice_to_voice_s', 'p50'))} / "
+             f"{_ms(stat(f, 'voice_to_voice_s', 'p95'))}, {share(f)}; "
+             f"{_ms(stat(f, 'vad_silence_s', 'p50'))}; {_pct(f['judged_unfinished_rate'])}",
+             "", "", "", "")
         )  # fmt: skip
     out = ["Caller-felt: voice to voice on the turn-taking speech set", *_table(rows)]
     if len(runs) > 1:
@@ -133,12 +136,20 @@ def voice_section(results: dict[str, Any]) -> list[str]:
         "[1] last audible sound of the caller's turn (speech set label) -> first frame of the "
         "agent's answer at the audio output, over turns with no premature reply;",
         "    real Silero VAD, the framework's turn handling, real plugins against stand-ins "
-        "(Deepgram endpointing at the plugin's 25 ms), providers' latency 0.",
+        f"(Deepgram endpointing at the plugin's 25 ms), {_latency(results)}.",
         f"    Ours: [turn_taking] {tt}. Baseline: the framework's defaults (Silero 0.55 s, "
         "turn-detector-v1-mini, min 0.3 s / max 2.5 s).",
         "[2] an agent utterance started after the turn began and before its last sound.",
     ]
     return out
+
+
+def _latency(results: dict[str, Any]) -> str:
+    p = results.get("providers") or {}
+    ttft, ttfb = p.get("llm_ttft_s", 0.0), p.get("tts_ttfb_s", 0.0)
+    if not ttft and not ttfb:
+        return "providers answering at once"
+    return f"LLM time to first token {_ms(ttft)}, TTS time to first byte {_ms(ttfb)}"
 
 
 def process_section(results: dict[str, Any]) -> list[str]:
