@@ -48,7 +48,7 @@ from tests.support.speech_set import SPEECH_SET, TURNS_DIR  # noqa: E402
 
 ASKED_AFTER_S = MIN_SILENCE_DURATION_MS / 1000  # the session asks at this much silence
 THRESHOLDS = (0.05, 0.08, 0.1, 0.12, 0.15, 0.2, 0.25, 0.3, 0.36)
-VAD_SILENCE_S = 0.5  # [turn_taking] vad_silence's default: longer pauses end the speech
+VAD_SILENCE_S = 0.55  # [turn_taking] vad_silence's default: longer pauses end the speech
 
 
 @dataclass(frozen=True)
