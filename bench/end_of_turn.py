@@ -86,7 +86,7 @@ async def _probability(detector: inference.TurnDetector, samples: np.ndarray, ra
         # event for "handed over", so its channel is watched until it is empty
         while not stream._audio_ch.empty():  # noqa: ASYNC110
             await asyncio.sleep(0.001)
-        await asyncio.sleep(0.001)  # the last frame taken off the channel is pushed
+        await asyncio.sleep(0.01)  # and the last frame taken off it is in the buffer
         event = await asyncio.wait_for(stream.predict(), 10)
         return event.end_of_turn_probability
     finally:
