@@ -47,7 +47,7 @@ class TurnTaking:
     than the framework's defaults; the wait for a caller judged unfinished counts from
     their last sound, so the longer silence costs only turns judged finished), the
     framework's local model with its own thresholds (lower ones answered sooner and cut
-    off up to a quarter of the paused turns), and its 2.5 s wait for a caller the model
+    off up to a quarter of all turns), and its 2.5 s wait for a caller the model
     judges unfinished cut to 1 s, which still outlasts pauses up to ~0.85 s. Preemptive
     generation and TTS: with an LLM answering in 0.4 s and a TTS in 0.2 s, voice to voice
     p50 was 1.71 s without them, 1.30 s with the LLM's, 1.09 s with both (as with
