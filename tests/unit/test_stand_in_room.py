@@ -375,11 +375,12 @@ async def test_what_the_agent_plays_is_heard_from_its_published_track() -> None:
         await source.capture_frame(frame)
     await source.wait_for_playout()
     played_out_at = time.monotonic()
-    await asyncio.sleep(0.1)
+    await published.audio.wait_until(lambda: published.audio.audible_seconds >= 0.48, within=5)
 
-    (run,) = published.audio.runs()
+    # one stretch of sound, whose frames may arrive bunched when the loop is busy
+    (run,) = published.audio.runs(bridge=0.1)
     assert run.seconds == pytest.approx(0.5, abs=0.02)
-    assert run.ended_at == pytest.approx(played_out_at, abs=0.03)
+    assert run.ended_at == pytest.approx(played_out_at, abs=0.05)
     assert published.audio.audible_seconds == pytest.approx(0.5, abs=0.02)
     await room.local_participant.unpublish_track(published.sid)
     await asyncio.sleep(0.05)
